@@ -1,0 +1,28 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.api.deps import CacheDep
+
+router = APIRouter(tags=["Health"])
+
+
+@router.get("/health", summary="The process is up")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/ready",
+    summary="The instance holds a vocabulary snapshot",
+    responses={503: {"description": "No snapshot yet; the body tells why."}},
+)
+async def ready(cache: CacheDep) -> JSONResponse:
+    """200 only when a snapshot is held; the body tells the state of each link."""
+    body: dict[str, Any] = {"ready": cache.has_snapshot, **cache.status()}
+    return JSONResponse(body, status_code=200 if cache.has_snapshot else 503)

@@ -1,0 +1,48 @@
+"""FastAPI application: the vocabulary routes and a lifespan that owns the cache.
+
+``create_app(settings)`` builds an app with its own cache (tests and embedding); the module-level
+``app`` uses the design document's shared ``redis_vocabulary_cache``. Nothing connects at import.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api.routes import health, vocabulary
+from app.config import Settings
+from app.services.redis_vocabulary import RedisVocabularyCache, redis_vocabulary_cache
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, cache: RedisVocabularyCache | None = None
+) -> FastAPI:
+    """An app whose lifespan starts the cache's listener and stops it on shutdown."""
+    vocabulary_cache = cache or RedisVocabularyCache(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.vocabulary_cache = vocabulary_cache
+        await vocabulary_cache.start_listener()
+        try:
+            yield
+        finally:
+            await vocabulary_cache.stop()
+
+    app = FastAPI(
+        title="vocabsync",
+        summary="Real-time vocabulary for the AI API server",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(vocabulary.router)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app(cache=redis_vocabulary_cache)
