@@ -279,6 +279,21 @@ def test_postgres_unreachable_base_dir_as_root(tmp_path: Path) -> None:
         server.start()
 
 
+def test_installed_tree_is_made_usable_by_other_users(shared_tmp: Path) -> None:
+    """Root runs embedded PostgreSQL as another user: pip's 0700/0600 files must be widened."""
+    tree = shared_tmp / "pginstall"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin").chmod(0o700)
+    (tree / "bin" / "postgres").write_text("")
+    (tree / "bin" / "postgres").chmod(0o700)
+    (tree / "share.txt").write_text("")
+    (tree / "share.txt").chmod(0o600)
+    local_servers._ensure_world_usable(tree)
+    assert (tree / "bin").stat().st_mode & 0o777 == 0o755
+    assert (tree / "bin" / "postgres").stat().st_mode & 0o777 == 0o755
+    assert (tree / "share.txt").stat().st_mode & 0o777 == 0o644
+
+
 def test_postgres_system_binaries_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     empty = tmp_path / "empty-path"
     empty.mkdir()
