@@ -8,7 +8,6 @@ this tool is prefixed ``VOCABSYNC_``. Constructing settings does no I/O.
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -133,7 +132,7 @@ class Settings(BaseSettings):
     def redis_configured(self) -> bool:
         return self.redis_url is not None or self.redis_host is not None
 
-    @cached_property
+    @property
     def postgres_conninfo(self) -> str:
         """The libpq connection string (contains the password: never log it, use the masked one)."""
         if self.database_url is not None:
@@ -152,7 +151,7 @@ class Settings(BaseSettings):
             params["sslmode"] = self.supabase_sslmode
         return make_conninfo(**params)
 
-    @cached_property
+    @property
     def redis_connection_url(self) -> str:
         """The Redis URL (contains the password: never log it, use the masked one)."""
         if self.redis_url is not None:

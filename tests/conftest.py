@@ -15,6 +15,8 @@ from psycopg import sql
 
 from app.local_servers import LocalPostgres, LocalRedis, resolve_flavor
 
+pytest_plugins = ["tests.fixtures_app"]
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[LocalPostgres]:

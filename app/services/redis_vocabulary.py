@@ -325,14 +325,12 @@ class RedisVocabularyCache:
             except Exception as exc:
                 # The listener must not die (invariant 6): log with traceback and reconnect.
                 self.listener_running = False
-                self._mark_redis_down(repr(exc))
+                self.last_error = self.settings.redact(repr(exc))
                 logger.exception(
                     "listener crashed; restarting", extra={"action": "listener_crashed"}
                 )
             finally:
                 ready.set()
-            if not first:
-                self.stats.reconnects += 1
             first = False
 
     async def _listen_session(self, ready: asyncio.Event, backoff: Backoff, first: bool) -> None:
@@ -344,16 +342,18 @@ class RedisVocabularyCache:
                 await self._await_subscription(pubsub)
             self.redis_available = True
             self.listener_running = True
+            if not first:
+                self.stats.reconnects += 1
             logger.info(
                 "subscribed to %s on %s",
                 self.settings.redis_channel,
                 self.settings.redis_display,
                 extra={"action": "subscribed"},
             )
-            ready.set()
             # Pub/Sub is at-most-once: after every (re)subscribe, catch up with the shared state.
             with contextlib.suppress(VocabSyncError):
                 await self.refresh_cache("startup" if first else "resync")
+            ready.set()
             backoff.reset()
             await self._receive(pubsub)
         finally:

@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, WatchError
 
 from app.config import Settings
@@ -42,6 +44,9 @@ def redis_client(settings: Settings, *, for_pubsub: bool = False) -> aioredis.Re
         socket_timeout=None if for_pubsub else settings.network_timeout,
         socket_keepalive=True,
         health_check_interval=0 if for_pubsub else settings.health_check_interval,
+        # Our own loops reconnect with backoff and resync; client-side retries would only hide
+        # an outage for seconds per command (redis-py 8 retries by default).
+        retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,
         decode_responses=False,
     )

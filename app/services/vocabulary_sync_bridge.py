@@ -96,8 +96,8 @@ class VocabularySyncBridge:
                 stopper.cancel()
                 if session not in done:
                     session.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await session
+                # Outcome handled below; gather never raises with return_exceptions.
+                await asyncio.gather(session, return_exceptions=True)
                 self._log_session_end(session)
         finally:
             self.running = False

@@ -1,0 +1,168 @@
+"""The ``vocabsync`` command: migrate, bridge, serve, demo.
+
+Every option also reads its environment variable (see the README's configuration table), so the
+same command line works in systemd units, Docker and a shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from app.config import Settings, get_settings
+from app.errors import VocabSyncError
+from app.logs import configure_logging
+
+DESCRIPTION = """\
+Keep the AI server's vocabulary in sync with PostgreSQL in real time:
+triggers -> NOTIFY -> bridge -> Redis -> every API instance.
+
+commands:
+  migrate   install or repair the schema and the change triggers (--check only verifies)
+  bridge    run the bridge: LISTEN for changes, store snapshots in Redis, PUBLISH them
+  serve     run an API instance (GET /api/vocabulary, POST /api/vocabulary/refresh, /ready)
+  demo      start private PostgreSQL + Redis, a bridge and two API instances, and show a change
+            reaching both instances
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vocabsync",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (env VOCABSYNC_LOG_LEVEL, default INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people, json (one object per line, with an 'action' field) for log tools",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="apply pending migrations and (re)install the change triggers",
+        description=(
+            "Apply the SQL migrations in supabase/migrations that are not yet recorded, in order, "
+            "then verify the trigger function and the five triggers, re-installing them if one "
+            "is missing (dropped by hand, table recreated). Safe to run at every deploy."
+        ),
+    )
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="only verify that the function and all triggers are installed; exit 1 naming "
+        "what is missing",
+    )
+
+    commands.add_parser(
+        "bridge",
+        help="run the PostgreSQL -> Redis bridge (until SIGTERM/SIGINT)",
+        description=(
+            "LISTEN on the PostgreSQL channel (VOCABSYNC_PG_CHANNEL, default vocabulary_changed); "
+            "on each change load the affected vocabulary fields, store the snapshot in Redis key "
+            "'vocabulary' and PUBLISH the table name on 'vocabulary_updated'. Reconnects with "
+            "backoff and resyncs after every reconnect. Needs a session-level PostgreSQL "
+            "connection (on Supabase: the direct connection or the session pooler, port 5432)."
+        ),
+    )
+
+    serve = commands.add_parser(
+        "serve",
+        help="run an API instance with uvicorn",
+        description="Run the FastAPI app (app.main:app) with uvicorn.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole pipeline locally and watch a change reach two instances",
+        description=(
+            "Without DATABASE_URL/REDIS_URL: start private PostgreSQL and Redis servers in a "
+            "temporary directory, migrate, seed a realistic vocabulary (1,000 projects, 500 "
+            "categories, 200 files), run a bridge and two API instances, make a few changes "
+            "and print how long each took to reach both instances."
+        ),
+    )
+    demo.add_argument("--once", action="store_true", help="run the scripted changes, then exit")
+    demo.add_argument(
+        "--base-port", type=int, default=None, help="first port for the two API instances"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"vocabsync: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level or settings.log_level, args.log_format)
+    try:
+        return _dispatch(args, settings)
+    except VocabSyncError as exc:
+        print(f"vocabsync {args.command}: {settings.redact(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "migrate":
+        from app.db.migrate import check, migrate
+
+        if args.check:
+            result = asyncio.run(check(settings))
+            if result.ok:
+                print("ok: trigger function and all triggers are installed")
+                return 0
+            print("missing or wrong:", file=sys.stderr)
+            for problem in result.problems:
+                print(f"  - {problem}", file=sys.stderr)
+            print("run `vocabsync migrate` to install them", file=sys.stderr)
+            return 1
+        report = asyncio.run(migrate(settings))
+        for name in report.applied:
+            print(f"applied {name}")
+        if report.repaired:
+            print("re-installed missing triggers")
+        print(f"ok: {len(report.applied)} applied, {len(report.already_applied)} already applied")
+        return 0
+    if args.command == "bridge":
+        from app.services.vocabulary_sync_bridge import serve_bridge
+
+        asyncio.run(serve_bridge(settings))
+        return 0
+    if args.command == "serve":
+        import uvicorn
+
+        uvicorn.run(
+            "app.main:app",
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            timeout_graceful_shutdown=5,
+        )
+        return 0
+    if args.command == "demo":
+        from app.demo import run_demo
+
+        return run_demo(settings, once=args.once, base_port=args.base_port)
+    raise AssertionError(args.command)  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""``vocabsync migrate`` and ``vocabsync check``: install the schema and triggers, and verify them.
+
+The migrations are the Supabase CLI's files (``supabase/migrations/*.sql``, applied in name
+order), so a project that uses ``supabase db push`` and one that uses ``vocabsync migrate`` end up
+with the same database. Two differences make ``migrate`` safe to run on every deploy:
+
+* the trigger migration is applied as rendered from the configured mapping and channel (for the
+  defaults that is the file's exact text), and the default tables are not created for a custom
+  mapping;
+* after applying, it checks the triggers and reinstalls them if they were dropped, disabled or
+  altered (the trigger SQL is idempotent), so a trigger lost with a recreated table comes back.
+
+Applied migrations are recorded in ``public.vocabsync_migrations``. Every step runs in its own
+transaction under one advisory lock, so concurrent ``vocabsync migrate`` runs (several instances
+deploying at once) apply each migration exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import psycopg
+from psycopg import sql
+
+import app
+from app.config import Settings
+from app.db.connection import AsyncConn, connect, describe_pg_error
+from app.db.triggers import DEFAULT_CHANNEL, TriggerCheck, check_triggers, render_trigger_sql
+from app.errors import ConfigurationError, DatabaseUnavailableError
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR_ENV: Final = "VOCABSYNC_MIGRATIONS_DIR"
+BASE_SCHEMA_SUFFIX: Final = "_vocabulary_base_schema.sql"
+TRIGGERS_SUFFIX: Final = "_vocabulary_sync_triggers.sql"
+
+MIGRATION_LOCK_KEY: Final = int.from_bytes(b"vsmigrat", "big")
+"""Advisory lock key held by every migration transaction (a fixed bigint, ASCII ``vsmigrat``)."""
+
+LOCK_TIMEOUT_SECONDS: Final = 5.0
+"""How long DDL may wait for a table lock. Writers queue behind a waiting DDL statement, so a
+long wait would stall the application's writes; better to fail and let the operator retry."""
+
+MIN_SERVER_VERSION: Final = 140000
+"""CREATE OR REPLACE TRIGGER needs PostgreSQL 14."""
+
+_CREATE_LEDGER: Final = """
+CREATE TABLE IF NOT EXISTS public.vocabsync_migrations (
+    name text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclass(slots=True)
+class MigrationReport:
+    """What one ``migrate`` run did."""
+
+    applied: list[str]
+    already_applied: list[str]
+    repaired: bool
+    check: TriggerCheck
+    skipped: list[str] = field(default_factory=list)
+    """Recorded without running (the default tables, under a custom mapping)."""
+
+
+def migrations_dir() -> Path:
+    """``$VOCABSYNC_MIGRATIONS_DIR``, else ``supabase/migrations`` beside the ``app`` package."""
+    configured = os.environ.get(MIGRATIONS_DIR_ENV)
+    if configured:
+        path = Path(configured)
+    else:
+        path = Path(app.__file__).resolve().parent.parent / "supabase" / "migrations"
+    if not path.is_dir():
+        raise ConfigurationError(
+            f"migrations directory {path} does not exist: run vocabsync from a checkout of the "
+            f"project, or set {MIGRATIONS_DIR_ENV} to the directory holding the *.sql migrations"
+        )
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One migration file: its name (the ledger key) and its SQL."""
+
+    name: str
+    text: str
+
+
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    """Read every migration up front, so a missing or unreadable file fails before any change."""
+    return [Migration(p.name, p.read_text(encoding="utf-8")) for p in migration_files(directory)]
+
+
+def migration_files(directory: Path | None = None) -> list[Path]:
+    """The migrations in application order (by file name: the Supabase CLI's timestamps)."""
+    directory = migrations_dir() if directory is None else directory
+    files = sorted((p for p in directory.glob("*.sql") if p.is_file()), key=lambda p: p.name)
+    if not files:
+        raise ConfigurationError(
+            f"no *.sql migrations in {directory}: set {MIGRATIONS_DIR_ENV} to the right directory"
+        )
+    return files
+
+
+async def migrate(settings: Settings) -> MigrationReport:
+    """Apply pending migrations, then make sure the triggers match the configuration.
+
+    Raises ConfigurationError when the mapping names tables or columns that do not exist, or the
+    triggers are still wrong after reinstalling them; DatabaseUnavailableError when PostgreSQL
+    cannot be reached or rejects a migration.
+    """
+    migrations = await asyncio.to_thread(load_migrations)
+    logger.info("migrating %s", settings.postgres_display, extra={"action": "migrate_started"})
+    conn = await connect(settings, "migrate")
+    async with conn:
+        try:
+            _require_server_version(conn)
+            report = await _migrate(conn, settings, migrations)
+        except psycopg.Error as exc:
+            raise _database_error(settings, exc) from exc
+    logger.info(
+        "migrations done: %d applied, %d already applied, %d skipped%s",
+        len(report.applied),
+        len(report.already_applied),
+        len(report.skipped),
+        ", triggers repaired" if report.repaired else "",
+        extra={"action": "migrate_finished"},
+    )
+    return report
+
+
+async def check(settings: Settings) -> TriggerCheck:
+    """Check the installed function, tables and triggers against the configuration (read-only)."""
+    conn = await connect(settings, "check")
+    async with conn:
+        try:
+            result = await check_triggers(conn, settings)
+        except psycopg.Error as exc:
+            raise _database_error(settings, exc) from exc
+    for problem in result.problems:
+        logger.warning("%s", problem, extra={"action": "trigger_problem"})
+    return result
+
+
+async def _migrate(
+    conn: AsyncConn, settings: Settings, migrations: list[Migration]
+) -> MigrationReport:
+    async with _locked_transaction(conn):
+        await conn.execute(_CREATE_LEDGER)
+
+    applied: list[str] = []
+    already: list[str] = []
+    skipped: list[str] = []
+    for migration in migrations:
+        name = migration.name
+        async with _locked_transaction(conn):
+            # Read under the lock: a concurrent run may have applied it since we started.
+            cursor = await conn.execute(
+                "SELECT 1 FROM public.vocabsync_migrations WHERE name = %s", (name,)
+            )
+            if await cursor.fetchone() is not None:
+                already.append(name)
+                continue
+            if name.endswith(BASE_SCHEMA_SUFFIX) and not settings.sources.is_default:
+                logger.info(
+                    "skipping %s: VOCABSYNC_SOURCES names other tables, so the default ones are "
+                    "not created",
+                    name,
+                    extra={"action": "migration_skipped", "migration": name},
+                )
+                skipped.append(name)
+            else:
+                await conn.execute(await _migration_sql(conn, settings, migration))
+                logger.info(
+                    "applied %s", name, extra={"action": "migration_applied", "migration": name}
+                )
+                applied.append(name)
+            await conn.execute(
+                "INSERT INTO public.vocabsync_migrations (name) VALUES (%s)", (name,)
+            )
+
+    result = await check_triggers(conn, settings)
+    repaired = False
+    if not result.ok:
+        _require_tables(result)
+        for problem in result.problems:
+            logger.warning(
+                "%s: reinstalling the triggers", problem, extra={"action": "trigger_problem"}
+            )
+        async with _locked_transaction(conn):
+            await conn.execute(render_trigger_sql(settings.sources, settings.pg_channel))
+        repaired = True
+        logger.info("reinstalled the triggers", extra={"action": "triggers_repaired"})
+        result = await check_triggers(conn, settings)
+        if not result.ok:
+            raise ConfigurationError(
+                "the vocabulary triggers are still wrong after reinstalling them: "
+                + "; ".join(result.problems)
+            )
+    return MigrationReport(
+        applied=applied, already_applied=already, repaired=repaired, check=result, skipped=skipped
+    )
+
+
+async def _migration_sql(conn: AsyncConn, settings: Settings, migration: Migration) -> str:
+    """The SQL to run: the file's, or for the trigger migration the configuration's rendering."""
+    if not migration.name.endswith(TRIGGERS_SUFFIX):
+        return migration.text
+    # Fail with a clear message before CREATE TRIGGER fails with "relation does not exist".
+    _require_tables(await check_triggers(conn, settings))
+    rendered = render_trigger_sql(settings.sources, settings.pg_channel)
+    defaults = settings.sources.is_default and settings.pg_channel == DEFAULT_CHANNEL
+    if defaults and rendered != migration.text:
+        logger.warning(
+            "%s differs from render_trigger_sql(); applying the rendering (regenerate the "
+            "file rather than editing it)",
+            migration.name,
+            extra={"action": "migration_file_differs", "migration": migration.name},
+        )
+    return rendered
+
+
+def _require_tables(result: TriggerCheck) -> None:
+    if result.missing_tables:
+        names = ", ".join(sql.Identifier(name).as_string() for name in result.missing_tables)
+        raise ConfigurationError(
+            f"cannot install the vocabulary triggers: VOCABSYNC_SOURCES names tables that do not "
+            f"exist or are not valid identifiers ({names}); fix VOCABSYNC_SOURCES or create them"
+        )
+
+
+@asynccontextmanager
+async def _locked_transaction(conn: AsyncConn) -> AsyncIterator[None]:
+    """A transaction holding the migration advisory lock (released at commit or rollback)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_catalog.pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        # Set after taking the advisory lock: waiting for another migrate run is fine.
+        await conn.execute(
+            "SELECT pg_catalog.set_config('lock_timeout', %s, true)",
+            (f"{round(LOCK_TIMEOUT_SECONDS * 1000)}ms",),
+        )
+        yield
+
+
+def _require_server_version(conn: AsyncConn) -> None:
+    version = conn.info.server_version
+    if version < MIN_SERVER_VERSION:
+        raise ConfigurationError(
+            f"PostgreSQL {version // 10000} is too old: vocabsync needs PostgreSQL 14 or newer "
+            "(CREATE OR REPLACE TRIGGER)"
+        )
+
+
+def _database_error(settings: Settings, exc: psycopg.Error) -> DatabaseUnavailableError:
+    detail = describe_pg_error(settings, exc)
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        detail += (
+            " (a long-running transaction holds a lock on a vocabulary table; retry when it "
+            "has finished)"
+        )
+    return DatabaseUnavailableError(f"migration on {settings.postgres_display} failed: {detail}")

@@ -1,0 +1,177 @@
+"""The bridge against real PostgreSQL and Redis: forwarding, coalescing, recovery, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+
+from app.config import Settings
+from app.local_servers import LocalRedis
+from app.services.vocabulary_sync_bridge import VocabularySyncBridge
+from app.vocabulary import Snapshot
+from tests.fixtures_app import derive, execute, expected_vocabulary
+from tests.waiting import wait_until_async
+
+
+@pytest.fixture
+async def subscriber(settings: Settings) -> AsyncIterator[aioredis.client.PubSub]:
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(settings.redis_channel)
+    await wait_until_async(lambda: pubsub.subscribed, message="subscribe")
+    try:
+        yield pubsub
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+
+
+async def stored_snapshot(settings: Settings) -> Snapshot | None:
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    try:
+        raw = await client.get(settings.redis_key)
+        ttl = await client.ttl(settings.redis_key)
+    finally:
+        await client.aclose()
+    if raw is None:
+        return None
+    assert 0 < ttl <= settings.vocabulary_ttl_seconds
+    return Snapshot.from_json(raw)
+
+
+async def next_messages(pubsub: aioredis.client.PubSub, count: int) -> list[str]:
+    received: list[str] = []
+
+    async def collect() -> bool:
+        message = await pubsub.get_message(timeout=0.05)
+        if message is not None:
+            received.append(message["data"].decode())
+        return len(received) >= count
+
+    await wait_until_async(collect, timeout=10, interval=0, message="published messages")
+    return received
+
+
+async def test_resync_at_start_stores_all_six_lists_with_ttl(
+    settings: Settings, db_url: str
+) -> None:
+    execute(db_url, """INSERT INTO "Project"(project_name, location) VALUES ('Alpha', 'Pasig')""")
+    bridge = VocabularySyncBridge(settings)
+    task = asyncio.create_task(bridge.run())
+    try:
+        snapshot = await wait_until_async(lambda: stored_snapshot(settings), message="stored")
+        assert snapshot.as_lists() == expected_vocabulary(db_url)
+        assert snapshot.is_complete
+    finally:
+        bridge.stop()
+        await asyncio.wait_for(task, timeout=5)
+
+
+async def test_change_is_stored_then_published_with_table_name(
+    settings: Settings,
+    db_url: str,
+    bridge: VocabularySyncBridge,
+    subscriber: aioredis.client.PubSub,
+) -> None:
+    execute(db_url, """INSERT INTO "ExpensesColumn"(column_name) VALUES ('Diesel')""")
+    assert await next_messages(subscriber, 1) == ["ExpensesColumn"]
+    # Stored before it was announced: whoever hears the message finds the change in Redis.
+    snapshot = await stored_snapshot(settings)
+    assert snapshot is not None
+    assert snapshot.get("expense_categories") == ("Diesel",)
+
+
+async def test_each_table_refreshes_only_its_own_fields(
+    settings: Settings, db_url: str, bridge: VocabularySyncBridge
+) -> None:
+    before = bridge.snapshot
+    execute(db_url, """INSERT INTO "CashFlow"(file_name) VALUES ('cf.xlsx')""")
+    await wait_until_async(
+        lambda: bridge.snapshot.get("cashflow_files") == ("cf.xlsx",), message="bridge loaded"
+    )
+    after = bridge.snapshot
+    assert after.versions["cashflow_files"] > before.versions["cashflow_files"]
+    untouched = [f for f in after.versions if f != "cashflow_files"]
+    assert all(after.versions[f] == before.versions[f] for f in untouched)
+
+
+async def test_burst_of_commits_is_coalesced_and_ends_exact(
+    settings: Settings, db_url: str, bridge: VocabularySyncBridge
+) -> None:
+    loads_before = bridge.loader.loads
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for index in range(300):
+            conn.execute("""INSERT INTO "Project"(project_name) VALUES (%s)""", (f"P{index:04d}",))
+    expected = expected_vocabulary(db_url)
+
+    async def converged() -> bool:
+        stored = await stored_snapshot(settings)
+        return stored is not None and stored.as_lists() == expected
+
+    await wait_until_async(converged, timeout=20, message="Redis equals the database")
+    loads = bridge.loader.loads - loads_before
+    assert loads < 300, f"{loads} loads for 300 commits: notifications were not coalesced"
+
+
+async def test_unknown_table_in_payload_reloads_everything_and_keeps_running(
+    settings: Settings, db_url: str, bridge: VocabularySyncBridge
+) -> None:
+    execute(db_url, "SELECT pg_notify('vocabulary_changed', 'NoSuchTable')")
+    execute(db_url, "SELECT pg_notify('vocabulary_changed', repeat('x', 7000))")
+    await wait_until_async(lambda: bridge.unknown_tables >= 2, message="unknown tables counted")
+    execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('After garbage')""")
+    await wait_until_async(
+        lambda: "After garbage" in bridge.snapshot.get("projects"), message="still serving"
+    )
+    assert bridge.connected
+
+
+async def test_terminated_backend_reconnects_and_resyncs(
+    settings: Settings, db_url: str, bridge: VocabularySyncBridge
+) -> None:
+    sessions = bridge.sessions_started
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'vocabsync-bridge' AND datname = current_database()"
+        ).fetchall()
+        assert killed == [(True,)]
+        # This change commits while the bridge has no connection: only the resync can catch it.
+        conn.execute("""INSERT INTO "Project"(project_name) VALUES ('While down')""")
+    await wait_until_async(lambda: bridge.sessions_started > sessions, message="reconnected")
+
+    async def converged() -> bool:
+        stored = await stored_snapshot(settings)
+        return stored is not None and "While down" in stored.get("projects")
+
+    await wait_until_async(converged, message="change made while disconnected reaches Redis")
+
+
+async def test_redis_restart_is_survived_and_the_key_restored(
+    settings: Settings, db_url: str, redis_server: LocalRedis, bridge: VocabularySyncBridge
+) -> None:
+    sessions = bridge.sessions_started
+    redis_server.kill()
+    execute(db_url, """INSERT INTO "CashFlowColumn"(column_name) VALUES ('Collections')""")
+    redis_server.restart()  # empty: this Redis keeps nothing on disk
+    await wait_until_async(lambda: bridge.sessions_started > sessions, message="reconnected")
+
+    async def restored() -> bool:
+        stored = await stored_snapshot(settings)
+        return stored is not None and stored.get("cashflow_categories") == ("Collections",)
+
+    await wait_until_async(restored, message="snapshot rewritten after Redis came back")
+
+
+async def test_stop_returns_promptly_even_while_reconnecting(settings: Settings) -> None:
+    dead = derive(settings, redis_url=None, redis_host="127.0.0.1", redis_port=1)
+    bridge = VocabularySyncBridge(dead)
+    task = asyncio.create_task(bridge.run())
+    await wait_until_async(lambda: bridge.backoff.attempt >= 2, message="retrying")
+    bridge.stop()
+    await asyncio.wait_for(task, timeout=5)
+    assert not bridge.running

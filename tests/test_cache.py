@@ -1,0 +1,274 @@
+"""RedisVocabularyCache against real Redis and PostgreSQL: events, fallback, recovery, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from app.config import Settings
+from app.local_servers import LocalRedis
+from app.services.redis_vocabulary import RedisVocabularyCache
+from app.services.snapshot_store import SnapshotStore
+from app.services.vocabulary_sync_bridge import VocabularySyncBridge
+from app.vocabulary import FIELDS, Snapshot
+from tests.fixtures_app import derive, execute, expected_vocabulary, make_settings
+from tests.waiting import wait_until_async
+
+CLOSED_REDIS = "redis://127.0.0.1:1/0"
+terms = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=0,
+    max_size=20,
+)
+
+
+async def publish(settings: Settings, message: bytes | str) -> None:
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    try:
+        await client.publish(settings.redis_channel, message)
+    finally:
+        await client.aclose()
+
+
+async def test_reads_come_from_memory_without_network(
+    cache: RedisVocabularyCache, redis_server: LocalRedis, db_url: str
+) -> None:
+    assert cache.has_snapshot
+    redis_server.kill()
+    # Nothing is listening any more, yet get_vocabulary answers at once from the snapshot.
+    assert cache.get_vocabulary() == expected_vocabulary(db_url)
+
+
+async def test_event_adopts_snapshot_from_redis_without_touching_the_database(
+    settings: Settings, db_url: str, bridge: VocabularySyncBridge, cache: RedisVocabularyCache
+) -> None:
+    loads = cache.stats.database_loads
+    execute(db_url, """INSERT INTO "Project"(project_name, location) VALUES ('Nueva', 'Cebu')""")
+    await wait_until_async(
+        lambda: "Nueva" in cache.get_vocabulary()["projects"], message="event adopted"
+    )
+    assert cache.get_vocabulary()["project_locations"] == ["Cebu"]
+    assert cache.stats.database_loads == loads, "an event must not cost a database query"
+    assert cache.source == "redis"
+
+
+@hsettings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.integers(min_value=0, max_value=3))
+async def test_listener_initialization_and_subscription(settings: Settings, shift: int) -> None:
+    """Feature: real-time-vocabulary-sync, Property 7: Listener initialization and subscription."""
+    variant = derive(settings, health_check_interval=0.5 + shift)
+    cache = RedisVocabularyCache(variant)
+    await cache.start_listener()
+    try:
+        assert cache.listener_running
+        client = aioredis.Redis.from_url(settings.redis_connection_url)
+        try:
+            counts = dict(await client.pubsub_numsub(settings.redis_channel))
+        finally:
+            await client.aclose()
+        assert counts[settings.redis_channel.encode()] >= 1
+        received = cache.stats.messages_received
+        await publish(settings, "Project")
+        await wait_until_async(
+            lambda: cache.stats.messages_received > received, message="message received"
+        )
+    finally:
+        await cache.stop()
+    assert not cache.listener_running
+
+
+@hsettings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.tuples(st.sampled_from(FIELDS), terms), max_size=8))
+async def test_fallback_returns_what_redis_would(
+    settings: Settings, db_url: str, rows: list[tuple[str, str]]
+) -> None:
+    """Feature: real-time-vocabulary-sync, Property 4: Fallback mode provides accurate data."""
+    execute(
+        db_url, 'TRUNCATE "Project", "Expenses", "CashFlow", "ExpensesColumn", "CashFlowColumn"'
+    )
+    for field, value in rows:
+        source = settings.sources.sources[field]
+        execute(db_url, f'INSERT INTO "{source.table}"("{source.column}") VALUES (%s)', (value,))
+    with_redis = RedisVocabularyCache(settings)
+    without_redis = RedisVocabularyCache(derive(settings, redis_url=CLOSED_REDIS))
+    try:
+        await with_redis.refresh_cache("manual")
+        snapshot, _ = await without_redis.read_snapshot()
+        assert without_redis.in_fallback
+        assert snapshot.as_lists() == with_redis.snapshot.as_lists() == expected_vocabulary(db_url)
+    finally:
+        await with_redis.stop()
+        await without_redis.stop()
+
+
+async def test_redis_down_reads_go_to_the_database_then_recover(
+    settings: Settings,
+    db_url: str,
+    redis_server: LocalRedis,
+    bridge: VocabularySyncBridge,
+    cache: RedisVocabularyCache,
+) -> None:
+    """Feature: real-time-vocabulary-sync, Property 5: Redis reconnection after failure."""
+    redis_server.kill()
+    await wait_until_async(lambda: cache.in_fallback, message="listener noticed Redis is gone")
+    execute(db_url, """INSERT INTO "Expenses"(file_name) VALUES ('while-down.xlsx')""")
+
+    async def served_from_database() -> bool:
+        snapshot, source = await cache.read_snapshot()
+        return source == "database" and "while-down.xlsx" in snapshot.get("expense_files")
+
+    await wait_until_async(served_from_database, message="fallback read returns the database")
+    reconnects = cache.stats.reconnects
+    redis_server.restart()
+    await wait_until_async(lambda: not cache.in_fallback, timeout=15, message="resubscribed")
+    assert cache.stats.reconnects > reconnects
+    execute(db_url, """INSERT INTO "Expenses"(file_name) VALUES ('after.xlsx')""")
+    await wait_until_async(
+        lambda: "after.xlsx" in cache.get_vocabulary()["expense_files"], message="events again"
+    )
+    _, source = await cache.read_snapshot()
+    assert source == "memory"
+
+
+async def test_fallback_reads_are_memoised(settings: Settings, db_url: str) -> None:
+    cache = RedisVocabularyCache(derive(settings, redis_url=CLOSED_REDIS, fallback_max_age=60.0))
+    try:
+        await asyncio.gather(*(cache.read_snapshot() for _ in range(50)))
+        await asyncio.gather(*(cache.read_snapshot() for _ in range(50)))
+        assert cache.stats.database_loads == 1, "a read spike must not become a query spike"
+    finally:
+        await cache.stop()
+
+
+async def test_listener_crash_keeps_serving(
+    settings: Settings,
+    db_url: str,
+    bridge: VocabularySyncBridge,
+    cache: RedisVocabularyCache,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Feature: real-time-vocabulary-sync, Property 10: Listener crash fallback behavior."""
+    original = cache._on_message
+    crashed = []
+
+    def explode(*args: object) -> None:
+        if not crashed:
+            crashed.append(True)
+            raise RuntimeError("boom")
+        original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache, "_on_message", explode)
+    with caplog.at_level(logging.ERROR):
+        await publish(settings, "Project")
+        await wait_until_async(lambda: "listener crashed" in caplog.text, message="logged")
+    execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('After crash')""")
+
+    async def served() -> bool:
+        snapshot, _ = await cache.read_snapshot()
+        return "After crash" in snapshot.get("projects")
+
+    await wait_until_async(served, message="still serving the database's data after a crash")
+    await wait_until_async(lambda: cache.listener_running, message="listener restarted")
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\x00\xff\xfe", b"", b"x" * 100_000, "🙂 emoji".encode(), b"Project\n\n\x07"],
+)
+async def test_malformed_messages_are_counted_and_survived(
+    settings: Settings,
+    db_url: str,
+    bridge: VocabularySyncBridge,
+    cache: RedisVocabularyCache,
+    garbage: bytes,
+) -> None:
+    before = cache.stats.malformed_messages
+    await publish(settings, garbage)
+    if garbage and garbage != "🙂 emoji".encode():
+        await wait_until_async(
+            lambda: cache.stats.malformed_messages > before, message="malformed counted"
+        )
+    execute(db_url, """INSERT INTO "CashFlow"(file_name) VALUES ('next.xlsx')""")
+    await wait_until_async(
+        lambda: "next.xlsx" in cache.get_vocabulary()["cashflow_files"], message="converged"
+    )
+    assert cache.listener_running
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"not json", b"[]", b'{"projects": "x"}', b'{"meta": {}}', b"\xff\x00"],
+)
+async def test_corrupted_key_is_repaired_from_the_database(
+    settings: Settings, db_url: str, cache: RedisVocabularyCache, value: bytes
+) -> None:
+    execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('Repaired')""")
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    try:
+        await client.set(settings.redis_key, value)
+        await client.publish(settings.redis_channel, "Project")
+        await wait_until_async(
+            lambda: "Repaired" in cache.get_vocabulary()["projects"], message="reloaded"
+        )
+        assert cache.stats.corrupted_values >= 1
+        stored = Snapshot.from_json(await client.get(settings.redis_key))
+        assert stored.as_lists() == expected_vocabulary(db_url)
+    finally:
+        await client.aclose()
+
+
+async def test_an_older_snapshot_never_replaces_a_newer_one(settings: Settings) -> None:
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    store = SnapshotStore(client, settings)
+    lists = {name: [f"{name}-old"] for name in FIELDS}
+    old = Snapshot.from_lists(lists, version=1000)
+    new = Snapshot.from_lists({name: [f"{name}-new"] for name in FIELDS}, version=2000)
+    try:
+        await store.write(new)
+        stored, changed = await store.write(old)  # a slow writer finishing late
+        assert not changed
+        assert stored.as_lists() == new.as_lists()
+        found = await SnapshotStore(client, settings).read()
+        assert found.snapshot is not None
+        assert found.snapshot.as_lists() == new.as_lists()
+    finally:
+        await client.aclose()
+    cache = RedisVocabularyCache(settings)
+    assert cache._adopt(new, "redis")
+    assert not cache._adopt(old, "redis")
+    assert cache.get_vocabulary() == new.as_lists()
+
+
+async def test_concurrent_refresh_requests_share_runs(
+    settings: Settings, db_url: str, cache: RedisVocabularyCache
+) -> None:
+    runner_runs = cache._runner.runs if cache._runner else 0
+    results = await asyncio.gather(*(cache.refresh_cache("event") for _ in range(100)))
+    assert all(r.as_lists() == expected_vocabulary(db_url) for r in results)
+    assert cache._runner is not None
+    assert cache._runner.runs - runner_runs <= 2, "100 requests must coalesce into <= 2 runs"
+
+
+async def test_startup_with_nothing_reachable_is_not_ready_but_alive() -> None:
+    settings = make_settings("postgresql://postgres@127.0.0.1:1/none", CLOSED_REDIS)
+    cache = RedisVocabularyCache(settings)
+    await cache.start_listener()
+    try:
+        assert not cache.has_snapshot
+        assert cache.get_vocabulary() == {name: [] for name in FIELDS}
+        status = cache.status()
+        assert status["redis"] == "unavailable"
+        assert status["database"] == "unavailable"
+    finally:
+        await cache.stop()
