@@ -1,0 +1,189 @@
+"""The HTTP API in-process (lifespan included), against real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from app.config import Settings
+from app.local_servers import LocalRedis
+from app.main import create_app
+from app.vocabulary import FIELDS, Snapshot
+from tests.fixtures_app import derive, execute, expected_vocabulary, make_settings
+
+COUNT_KEYS = {
+    "projects",
+    "project_locations",
+    "expense_categories",
+    "cashflow_categories",
+    "expense_files",
+    "cashflow_files",
+}
+
+
+@asynccontextmanager
+async def running_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield client
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_client(create_app(settings)) as c:
+        yield c
+
+
+async def test_get_vocabulary_returns_six_lists_and_meta(
+    client: httpx.AsyncClient, db_url: str
+) -> None:
+    execute(db_url, """INSERT INTO "Project"(project_name, location) VALUES ('Alpha', 'Pasig')""")
+    await client.post("/api/vocabulary/refresh")
+    response = await client.get("/api/vocabulary")
+    assert response.status_code == 200
+    body = response.json()
+    meta = body.pop("meta")
+    assert body == expected_vocabulary(db_url)
+    assert meta["source"] == "memory"
+    assert meta["version"] > 0
+    assert meta["refreshed_at"]
+
+
+async def test_health_and_ready(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    ready = await client.get("/ready")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["ready"] is True
+    assert body["redis"] == "connected"
+    assert body["listener"] == "running"
+    assert body["database"] == "ok"
+    assert body["snapshot_age_seconds"] >= 0
+
+
+async def test_ready_is_503_without_any_snapshot() -> None:
+    settings = make_settings("postgresql://postgres@127.0.0.1:1/none", "redis://127.0.0.1:1/0")
+    async with running_client(create_app(settings)) as client:
+        ready = await client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["redis"] == "unavailable"
+        assert ready.json()["database"] == "unavailable"
+        assert (await client.get("/health")).status_code == 200
+        response = await client.get("/api/vocabulary")
+        assert response.status_code == 503
+        assert "unreachable" in response.json()["detail"]
+
+
+@hsettings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    projects=st.lists(st.text(min_size=1, max_size=12).filter(str.strip), max_size=4),
+    categories=st.lists(st.text(min_size=1, max_size=12).filter(str.strip), max_size=4),
+)
+async def test_manual_refresh_updates_cache_and_redis(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    db_url: str,
+    projects: list[str],
+    categories: list[str],
+) -> None:
+    """Feature: real-time-vocabulary-sync, Property 6: Manual refresh endpoint triggers update."""
+    execute(db_url, 'TRUNCATE "Project", "ExpensesColumn" CASCADE')
+    for name in projects:
+        execute(db_url, 'INSERT INTO "Project"(project_name) VALUES (%s)', (name.replace("\x00", ""),))
+    for name in categories:
+        execute(
+            db_url,
+            'INSERT INTO "ExpensesColumn"(column_name) VALUES (%s)',
+            (name.replace("\x00", ""),),
+        )
+    response = await client.post("/api/vocabulary/refresh")
+    assert response.status_code == 200
+    body = response.json()
+    expected = expected_vocabulary(db_url)
+    assert body["success"] is True
+    assert body["message"] == "Vocabulary cache refreshed successfully"
+    assert set(body["vocabulary_counts"]) == COUNT_KEYS
+    assert body["vocabulary_counts"] == {k: len(v) for k, v in expected.items()}
+    redis = aioredis.Redis.from_url(settings.redis_connection_url)
+    try:
+        stored = Snapshot.from_json(await redis.get(settings.redis_key))
+    finally:
+        await redis.aclose()
+    assert stored.as_lists() == expected
+
+
+async def test_manual_refresh_is_logged(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        assert (await client.post("/api/vocabulary/refresh")).status_code == 200
+    assert "manual vocabulary refresh requested" in caplog.text
+    assert "vocabulary refreshed (manual)" in caplog.text
+
+
+async def test_manual_refresh_returns_500_when_redis_is_down(
+    client: httpx.AsyncClient, redis_server: LocalRedis
+) -> None:
+    redis_server.kill()
+    response = await client.post("/api/vocabulary/refresh")
+    assert response.status_code == 500
+    detail = response.json()["detail"]
+    assert detail.startswith("Failed to refresh vocabulary cache:")
+    assert "Redis" in detail
+    # Reads keep working from the database meanwhile.
+    assert (await client.get("/api/vocabulary")).status_code == 200
+
+
+async def test_manual_refresh_returns_500_when_database_is_down(settings: Settings) -> None:
+    broken = derive(settings, database_url="postgresql://postgres:pw-secret-123@127.0.0.1:1/x")
+    async with running_client(create_app(broken)) as client:
+        response = await client.post("/api/vocabulary/refresh")
+        assert response.status_code == 500
+        assert "PostgreSQL" in response.json()["detail"]
+        assert "pw-secret-123" not in response.text
+        assert "pw-secret-123" not in (await client.get("/ready")).text
+
+
+async def test_ten_concurrent_refreshes_all_succeed_and_end_exact(
+    client: httpx.AsyncClient, db_url: str
+) -> None:
+    for index in range(20):
+        execute(db_url, 'INSERT INTO "CashFlowColumn"(column_name) VALUES (%s)', (f"C{index}",))
+    responses = await asyncio.gather(*(client.post("/api/vocabulary/refresh") for _ in range(10)))
+    assert [r.status_code for r in responses] == [200] * 10
+    assert all(r.json()["success"] for r in responses)
+    body = (await client.get("/api/vocabulary")).json()
+    body.pop("meta")
+    assert body == expected_vocabulary(db_url)
+
+
+async def test_startup_without_redis_serves_the_database(settings: Settings, db_url: str) -> None:
+    execute(db_url, """INSERT INTO "Expenses"(file_name) VALUES ('jan.xlsx')""")
+    no_redis = derive(settings, redis_url="redis://127.0.0.1:1/0", fallback_max_age=0)
+    async with running_client(create_app(no_redis)) as client:
+        response = await client.get("/api/vocabulary")
+        assert response.status_code == 200
+        assert response.json()["expense_files"] == ["jan.xlsx"]
+        assert response.json()["meta"]["source"] == "database"
+        ready = (await client.get("/ready")).json()
+        assert ready["redis"] == "unavailable"
+        assert ready["fallback"] is True
+
+
+def test_openapi_documents_the_endpoints(settings: Settings) -> None:
+    schema = create_app(settings).openapi()
+    assert "/api/vocabulary" in schema["paths"]
+    refresh = schema["paths"]["/api/vocabulary/refresh"]["post"]
+    assert "500" in refresh["responses"]
+    assert set(FIELDS) <= set(schema["components"]["schemas"]["VocabularyResponse"]["properties"])
