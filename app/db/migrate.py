@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Final
 
 import psycopg
-from psycopg import sql
 
 import app
 from app.config import Settings
@@ -190,7 +189,7 @@ async def _migrate(
     result = await check_triggers(conn, settings)
     repaired = False
     if not result.ok:
-        _require_tables(result)
+        _require_configuration(result)
         for problem in result.problems:
             logger.warning(
                 "%s: reinstalling the triggers", problem, extra={"action": "trigger_problem"}
@@ -215,7 +214,7 @@ async def _migration_sql(conn: AsyncConn, settings: Settings, migration: Migrati
     if not migration.name.endswith(TRIGGERS_SUFFIX):
         return migration.text
     # Fail with a clear message before CREATE TRIGGER fails with "relation does not exist".
-    _require_tables(await check_triggers(conn, settings))
+    _require_configuration(await check_triggers(conn, settings))
     rendered = render_trigger_sql(settings.sources, settings.pg_channel)
     defaults = settings.sources.is_default and settings.pg_channel == DEFAULT_CHANNEL
     if defaults and rendered != migration.text:
@@ -228,12 +227,12 @@ async def _migration_sql(conn: AsyncConn, settings: Settings, migration: Migrati
     return rendered
 
 
-def _require_tables(result: TriggerCheck) -> None:
-    if result.missing_tables:
-        names = ", ".join(sql.Identifier(name).as_string() for name in result.missing_tables)
+def _require_configuration(result: TriggerCheck) -> None:
+    """Refuse to touch triggers while the mapping points at tables or columns that are not
+    there: CREATE TRIGGER would fail with a less helpful error, and reinstalling cannot help."""
+    if result.configuration_problems:
         raise ConfigurationError(
-            f"cannot install the vocabulary triggers: VOCABSYNC_SOURCES names tables that do not "
-            f"exist or are not valid identifiers ({names}); fix VOCABSYNC_SOURCES or create them"
+            "cannot install the vocabulary triggers: " + "; ".join(result.configuration_problems)
         )
 
 

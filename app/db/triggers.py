@@ -91,7 +91,10 @@ class TriggerCheck:
     ok: bool
     problems: list[str] = field(default_factory=list)
     missing_tables: list[str] = field(default_factory=list)
-    """Tables of the mapping that do not exist (a configuration error, not something to repair)."""
+    """Tables of the mapping that do not exist (or whose names PostgreSQL cannot hold)."""
+    configuration_problems: list[str] = field(default_factory=list)
+    """The problems (also in ``problems``) that reinstalling the triggers cannot fix: missing
+    tables or columns, views. They need VOCABSYNC_SOURCES or the schema changed."""
 
 
 def quote_ident(name: str) -> str:
@@ -308,23 +311,24 @@ async def check_triggers(
     sources = settings.sources
     specs = trigger_specs(sources, mode)
     problems: list[str] = []
+    config_problems: list[str] = []
     missing_tables: list[str] = []
 
     function_oid = await _check_function(conn, settings.pg_channel, problems)
 
-    unquotable = {spec.table: _quote_or_none(spec.table) for spec in specs}
-    for table, quoted in unquotable.items():
-        if quoted is None:
+    quoted = {spec.table: _quote_or_none(spec.table) for spec in specs}
+    for table, table_sql in quoted.items():
+        if table_sql is None:
             missing_tables.append(table)
-            problems.append(
+            config_problems.append(
                 f"table name {table!r} is not a valid PostgreSQL identifier (empty, NUL or over "
                 f"{MAX_IDENTIFIER_BYTES} bytes): fix VOCABSYNC_SOURCES"
             )
-    checkable = [spec for spec in specs if unquotable[spec.table] is not None]
+    checkable = [spec for spec in specs if quoted[spec.table] is not None]
 
     cursor = await conn.execute(
         _TRIGGERS_QUERY,
-        ([unquotable[spec.table] for spec in checkable], [spec.name for spec in checkable]),
+        ([quoted[spec.table] for spec in checkable], [spec.name for spec in checkable]),
     )
     rows = await cursor.fetchall()
     seen_tables: set[str] = set()
@@ -332,19 +336,15 @@ async def check_triggers(
         (_, exists, relkind, columns, has_trigger, tgtype, enabled, tgfoid, called, has_when,
          n_update_columns) = row  # fmt: skip
         table_sql = quote_ident(spec.table)
+        first_time = spec.table not in seen_tables
+        seen_tables.add(spec.table)
         if not exists:
-            if spec.table not in seen_tables:
+            if first_time:
                 missing_tables.append(spec.table)
-                fields = ", ".join(sources.fields_of(spec.table))
-                problems.append(
-                    f"table {table_sql} (vocabulary fields: {fields}) does not exist: fix "
-                    "VOCABSYNC_SOURCES, or run `vocabsync migrate` to create the default tables"
-                )
-            seen_tables.add(spec.table)
+                config_problems.append(_missing_table_problem(sources, spec.table))
             continue
-        if spec.table not in seen_tables:
-            seen_tables.add(spec.table)
-            problems.extend(_table_problems(sources, spec.table, relkind, columns))
+        if first_time:
+            config_problems.extend(_table_problems(sources, spec.table, relkind, columns))
         if not has_trigger:
             problems.append(f"trigger {spec.name} on {table_sql} is missing")
             continue
@@ -359,7 +359,23 @@ async def check_triggers(
                 update_columns=n_update_columns or 0,
             )
         )
-    return TriggerCheck(ok=not problems, problems=problems, missing_tables=missing_tables)
+    problems = config_problems + problems
+    return TriggerCheck(
+        ok=not problems,
+        problems=problems,
+        missing_tables=missing_tables,
+        configuration_problems=config_problems,
+    )
+
+
+def _missing_table_problem(sources: SourceMap, table: str) -> str:
+    fields = ", ".join(sources.fields_of(table))
+    remedy = (
+        "run `vocabsync migrate` (it creates the default tables) or fix VOCABSYNC_SOURCES"
+        if sources.is_default
+        else "fix VOCABSYNC_SOURCES or create the table"
+    )
+    return f"table {quote_ident(table)} (vocabulary fields: {fields}) does not exist: {remedy}"
 
 
 def _quote_or_none(name: str) -> str | None:
