@@ -1,0 +1,252 @@
+"""Unit tests of the pieces without I/O: snapshot model, settings, masking, backoff, coalescing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+
+import pytest
+from hypothesis import given, strategies as st
+
+from app.backoff import Backoff
+from app.config import Settings
+from app.secrets import mask_url
+from app.singleflight import CoalescingRunner
+from app.sources import FieldSource, SourceMap
+from app.vocabulary import FIELDS, Snapshot, SnapshotFormatError, version_from_snapshot
+
+partial_snapshots = st.builds(
+    lambda fields, version: Snapshot.from_lists(
+        {f: [f"{f}@{version}"] for f in fields}, version=version, refreshed_at=float(version)
+    ),
+    st.sets(st.sampled_from(FIELDS), min_size=1),
+    st.integers(min_value=1, max_value=10**12),
+)
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+# --- snapshot model ---------------------------------------------------------------------
+
+
+@given(st.lists(partial_snapshots, min_size=1, max_size=6), st.randoms())
+def test_merge_order_never_matters_and_never_goes_back(
+    snapshots: list[Snapshot], rnd: st.SearchStrategy[object]
+) -> None:
+    """Invariant 4: whatever order loads finish in, each field ends at its newest read."""
+    forward = Snapshot.empty()
+    for snapshot in snapshots:
+        before = dict(forward.versions)
+        forward = forward.merge(snapshot)
+        assert all(forward.versions[f] >= before[f] for f in FIELDS)
+    shuffled = list(snapshots)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    backward = Snapshot.empty()
+    for snapshot in shuffled:
+        backward = backward.merge(snapshot)
+    assert forward.versions == backward.versions
+    assert forward.as_lists() == backward.as_lists()
+
+
+def test_merge_returns_self_when_nothing_is_newer() -> None:
+    newer = Snapshot.from_lists({f: ["x"] for f in FIELDS}, version=5)
+    older = Snapshot.from_lists({f: ["y"] for f in FIELDS}, version=4)
+    assert newer.merge(older) is newer
+    assert newer.merge(newer) is newer
+
+
+def test_version_orders_snapshots_in_time() -> None:
+    assert version_from_snapshot(100, 0) > version_from_snapshot(100, 1)  # one more finished
+    assert version_from_snapshot(101, 50) > version_from_snapshot(100, 0)
+    assert version_from_snapshot(9 * 10**12, 0) < 2**53  # exact in JSON, Lua and Prometheus
+
+
+@given(partial_snapshots)
+def test_json_round_trip(snapshot: Snapshot) -> None:
+    full = Snapshot.empty().merge(snapshot)
+    assert Snapshot.from_json(full.to_json()) == full
+
+
+def test_json_keeps_the_design_documents_data_model() -> None:
+    document = json.loads(Snapshot.from_lists({f: ["a"] for f in FIELDS}, version=7).to_json())
+    assert set(document) == {*FIELDS, "meta"}
+    assert document["projects"] == ["a"]
+    assert document["meta"]["version"] == 7
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"null",
+        b"[1]",
+        b'{"meta": {"field_versions": {}, "refreshed_at": 1}}',
+        b'{"meta": {"field_versions": {}, "refreshed_at": "x"}}',
+        json.dumps(
+            {
+                "meta": {"field_versions": dict.fromkeys(FIELDS, 1), "refreshed_at": 1},
+                **{f: [1] for f in FIELDS},
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "meta": {"field_versions": dict.fromkeys(FIELDS, -1), "refreshed_at": 1},
+                **{f: [] for f in FIELDS},
+            }
+        ).encode(),
+    ],
+)
+def test_foreign_values_are_rejected(raw: bytes) -> None:
+    with pytest.raises(SnapshotFormatError):
+        Snapshot.from_json(raw)
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+def test_design_document_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUPABASE_HOST", "db.example.supabase.co")
+    monkeypatch.setenv("SUPABASE_PORT", "6543")
+    monkeypatch.setenv("SUPABASE_USER", "postgres.ref")
+    monkeypatch.setenv("SUPABASE_PASSWORD", "s3cret pass'word")
+    monkeypatch.setenv("SUPABASE_SSLMODE", "require")
+    monkeypatch.setenv("REDIS_HOST", "cache.internal")
+    monkeypatch.setenv("REDIS_PORT", "6380")
+    s = settings()
+    assert "host=db.example.supabase.co" in s.postgres_conninfo
+    assert "port=6543" in s.postgres_conninfo
+    assert "sslmode=require" in s.postgres_conninfo
+    assert s.redis_connection_url == "redis://cache.internal:6380/0"
+    assert "s3cret" not in s.postgres_display
+    assert s.vocabulary_ttl_seconds == 3600
+    assert s.redis_key == "vocabulary"
+    assert s.redis_channel == "vocabulary_updated"
+    assert s.pg_channel == "vocabulary_changed"
+
+
+def test_urls_win_over_host_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUPABASE_HOST", "ignored")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:pw@db:5432/app")
+    monkeypatch.setenv("REDIS_URL", "redis://:redispw@cache:6379/2")
+    s = settings()
+    assert s.postgres_conninfo == "postgresql://u:pw@db:5432/app"
+    assert s.redis_display == "redis://:***@cache:6379/2"
+    assert s.postgres_display == "postgresql://u:***@db:5432/app"
+
+
+def test_dotenv_file_is_read(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = tmp_path / ".env"  # type: ignore[operator]
+    env.write_text("DATABASE_URL=postgresql://from-dotenv/db\nVOCABSYNC_KEY_PREFIX=staging:\n")
+    s = Settings(_env_file=str(env))  # type: ignore[call-arg]
+    assert s.postgres_conninfo == "postgresql://from-dotenv/db"
+    assert s.redis_key == "staging:vocabulary"
+
+
+def test_sources_are_configured_in_one_place() -> None:
+    s = settings(sources='{"projects": "Proyecto.nombre", "expense_files": "Gastos.archivo"}')
+    assert s.sources.sources["projects"] == FieldSource("Proyecto", "nombre")
+    assert s.sources.sources["project_locations"] == FieldSource("Project", "location")
+    assert s.sources.fields_of("Gastos") == ("expense_files",)
+    assert not s.sources.is_default
+    assert SourceMap.default().is_default
+
+
+@pytest.mark.parametrize("bad", ['{"nope": "A.b"}', '{"projects": "no_dot"}', "not json", "[1, 2]"])
+def test_bad_sources_are_refused_early(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"sources|Table\.column|JSON|fields"):
+        settings(sources=bad)
+
+
+def test_channel_name_is_validated() -> None:
+    with pytest.raises(ValueError, match="63 bytes"):
+        settings(pg_channel="x" * 64)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://user:pa55@host/db", "postgresql://user:***@host/db"),
+        ("redis://:pa55@host:6379/0", "redis://:***@host:6379/0"),
+        ("host=h password=pa55 user=u", "host=h password=*** user=u"),
+        ("host=h password='pa 55' user=u", "host=h password=*** user=u"),
+        (
+            "postgresql://h/db?password=pa55&sslmode=require",
+            "postgresql://h/db?password=***&sslmode=require",
+        ),
+        ("postgresql://user@host/db", "postgresql://user@host/db"),
+    ],
+)
+def test_passwords_are_masked(text: str, expected: str) -> None:
+    assert mask_url(text) == expected
+
+
+def test_redact_removes_known_secrets_anywhere() -> None:
+    s = settings(supabase_host="h", supabase_password="Tr0ub4dor&3")
+    assert "Tr0ub4dor&3" not in s.redact("auth failed for Tr0ub4dor&3 at h")
+
+
+# --- backoff ------------------------------------------------------------------------------
+
+
+def test_backoff_is_immediate_then_doubles_to_the_cap() -> None:
+    backoff = Backoff(initial=5, maximum=300, jitter=0)
+    delays = [backoff.next_delay() for _ in range(10)]
+    assert delays == [0, 5, 10, 20, 40, 80, 160, 300, 300, 300]
+    backoff.reset()
+    assert backoff.next_delay() == 0
+
+
+def test_backoff_jitter_stays_within_ten_percent() -> None:
+    samples = []
+    for _ in range(200):
+        backoff = Backoff(initial=10, maximum=300, jitter=0.1)
+        backoff.next_delay()
+        samples.append(backoff.next_delay())
+    assert all(9 <= s <= 11 for s in samples)
+    assert len(set(samples)) > 100, "jitter must spread reconnects"
+    assert 9.7 < statistics.mean(samples) < 10.3
+
+
+# --- coalescing ---------------------------------------------------------------------------
+
+
+async def test_requests_during_a_run_cause_exactly_one_follow_up() -> None:
+    started: list[int] = []
+    gate = asyncio.Event()
+
+    async def work(level: int, reasons: frozenset[str]) -> int:
+        started.append(level)
+        await gate.wait()
+        return len(started)
+
+    runner: CoalescingRunner[int] = CoalescingRunner(work)
+    first = asyncio.ensure_future(runner.request(1, "event"))
+    await asyncio.sleep(0)  # let the first run start
+    followers = [asyncio.ensure_future(runner.request(1, "event")) for _ in range(50)]
+    manual = asyncio.ensure_future(runner.request(3, "manual"))
+    gate.set()
+    results = await asyncio.gather(first, *followers, manual)
+    assert started == [1, 3], "one run, then one follow-up at the highest level asked"
+    assert results[0] == 1
+    assert set(results[1:]) == {2}, "followers get the run that started after their request"
+
+
+async def test_a_failed_run_fails_its_waiters_and_the_next_one_runs() -> None:
+    calls = 0
+
+    async def work(level: int, reasons: frozenset[str]) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("database down")
+        return calls
+
+    runner: CoalescingRunner[int] = CoalescingRunner(work)
+    with pytest.raises(RuntimeError, match="database down"):
+        await runner.request(1, "event")
+    assert await runner.request(1, "event") == 2
