@@ -11,7 +11,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from app.config import Settings
 from app.local_servers import LocalRedis
@@ -100,7 +102,9 @@ async def test_manual_refresh_updates_cache_and_redis(
     """Feature: real-time-vocabulary-sync, Property 6: Manual refresh endpoint triggers update."""
     execute(db_url, 'TRUNCATE "Project", "ExpensesColumn" CASCADE')
     for name in projects:
-        execute(db_url, 'INSERT INTO "Project"(project_name) VALUES (%s)', (name.replace("\x00", ""),))
+        execute(
+            db_url, 'INSERT INTO "Project"(project_name) VALUES (%s)', (name.replace("\x00", ""),)
+        )
     for name in categories:
         execute(
             db_url,

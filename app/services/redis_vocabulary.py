@@ -443,6 +443,7 @@ class RedisVocabularyCache:
             "listener": "running" if self.listener_running else "stopped",
             "database": {None: "unknown", True: "ok", False: "unavailable"}[self.database_ok],
             "fallback": self.in_fallback,
+            "database_loads": self.stats.database_loads,
             "last_error": self.last_error,
         }
 
