@@ -7,7 +7,7 @@ time from the commit returning until *both* instances serve it: it polls each in
 /ready (snapshot version) and confirms the change in GET /api/vocabulary once the version moved.
 Prints p50/p95/p99/max and the number of database loads per change (bridge + instances).
 
-    python bench/latency.py [--changes 500]
+    .venv/bin/python bench/latency.py [--changes 500]     (after scripts/test or scripts/demo)
 """
 
 from __future__ import annotations
@@ -17,15 +17,12 @@ import re
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from app.config import Settings  # noqa: E402
-from app.demo import DemoStack  # noqa: E402
-from app.demo_data import demo_vocabulary  # noqa: E402
-from app.processes import http_json  # noqa: E402
+from app.config import Settings
+from app.demo import DemoStack
+from app.demo_data import demo_vocabulary
+from app.processes import http_json
 
 POLL_INTERVAL_S = 0.0005
 TIMEOUT_S = 10.0
