@@ -20,13 +20,7 @@ from app.logs import configure_logging
 DESCRIPTION = """\
 Keep the AI server's vocabulary in sync with PostgreSQL in real time:
 triggers -> NOTIFY -> bridge -> Redis -> every API instance.
-
-commands:
-  migrate   install or repair the schema and the change triggers (--check only verifies)
-  bridge    run the bridge: LISTEN for changes, store snapshots in Redis, PUBLISH them
-  serve     run an API instance (GET /api/vocabulary, POST /api/vocabulary/refresh, /ready)
-  demo      start private PostgreSQL + Redis, a bridge and two API instances, and show a change
-            reaching both instances
+Configuration comes from the environment and .env (see README: Configuration).
 """
 
 
