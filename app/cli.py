@@ -141,8 +141,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(serve_bridge(settings))
         return 0
     if args.command == "serve":
+        import signal
+
         import uvicorn
 
+        # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler the
+        # process would then die "killed by SIGTERM", which supervisors record as a failure.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(
             "app.main:app",
             host=args.host,

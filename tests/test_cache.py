@@ -7,9 +7,7 @@ import logging
 
 import pytest
 import redis.asyncio as aioredis
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hsettings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from app.config import Settings
 from app.local_servers import LocalRedis

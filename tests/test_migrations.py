@@ -16,9 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hyp_settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 from psycopg import sql
 
 from app.config import Settings

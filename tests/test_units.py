@@ -7,8 +7,7 @@ import json
 import statistics
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from app.backoff import Backoff
 from app.config import Settings

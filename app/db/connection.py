@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import psycopg
+from psycopg.abc import Query
 from psycopg.rows import TupleRow
 
 from app.config import Settings
@@ -39,3 +43,23 @@ def describe_pg_error(settings: Settings, exc: BaseException) -> str:
     """One line for logs: the error class and its message, with secrets removed."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return settings.redact(f"{type(exc).__name__}: {text}")
+
+
+async def execute_with_deadline(
+    conn: AsyncConn, query: Query, deadline_s: float
+) -> psycopg.AsyncCursor[TupleRow]:
+    """Run ``query``; if no answer comes within ``deadline_s``, drop the connection at once.
+
+    Cancelling a psycopg query sends a cancel request and waits for the server to confirm, which
+    on a half-open link (no answer, no error) takes another 10 s or more. A link that does not
+    answer is dead to us: close the socket instead, and let the caller reconnect and resync.
+    """
+    task = asyncio.ensure_future(conn.execute(query))
+    done, _ = await asyncio.wait({task}, timeout=deadline_s)
+    if task in done:
+        return task.result()
+    conn.pgconn.finish()
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    raise DatabaseUnavailableError(f"PostgreSQL did not answer within {deadline_s:g} s")

@@ -13,11 +13,10 @@ import logging
 from collections.abc import Iterable
 
 import psycopg
-from psycopg import errors as pg_errors
-from psycopg import sql
+from psycopg import errors as pg_errors, sql
 
 from app.config import Settings, get_settings
-from app.db.connection import AsyncConn, connect, describe_pg_error
+from app.db.connection import AsyncConn, connect, describe_pg_error, execute_with_deadline
 from app.errors import ConfigurationError, DatabaseUnavailableError
 from app.sources import SourceMap
 from app.vocabulary import FIELDS, Snapshot, version_from_snapshot
@@ -78,18 +77,16 @@ class VocabularyLoader:
             raise ValueError(f"unknown vocabulary fields: {unknown}")
         query = build_query(self.settings.sources, names)
         try:
-            async with asyncio.timeout(self.settings.query_timeout):
-                cursor = await conn.execute(query)
-                row = await cursor.fetchone()
+            cursor = await execute_with_deadline(conn, query, self.settings.query_timeout)
+            row = await cursor.fetchone()
         except (pg_errors.UndefinedTable, pg_errors.UndefinedColumn) as exc:
             raise ConfigurationError(
                 f"{describe_pg_error(self.settings, exc)} - check VOCABSYNC_SOURCES "
                 f"({self._describe_sources(names)}) or run `vocabsync migrate`"
             ) from None
-        except TimeoutError:
+        except DatabaseUnavailableError as exc:
             raise DatabaseUnavailableError(
-                f"vocabulary query took longer than {self.settings.query_timeout:g} s "
-                f"on {self.settings.postgres_display}"
+                f"vocabulary query on {self.settings.postgres_display}: {exc}"
             ) from None
         except psycopg.Error as exc:
             raise DatabaseUnavailableError(

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from app.backoff import Backoff
 from app.config import Settings, get_settings
-from app.db.connection import AsyncConn, connect, describe_pg_error
+from app.db.connection import AsyncConn, connect, describe_pg_error, execute_with_deadline
 from app.errors import VocabSyncError
 from app.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
 from app.services.vocabulary_loader import VocabularyLoader
@@ -200,8 +200,7 @@ class VocabularySyncBridge:
 
     async def _check_links(self, conn: AsyncConn, store: SnapshotStore) -> None:
         """A liveness query on each link: a silent half-open connection fails here, in seconds."""
-        async with asyncio.timeout(self.settings.network_timeout):
-            await conn.execute("SELECT 1")
+        await execute_with_deadline(conn, "SELECT 1", self.settings.network_timeout)
         async with asyncio.timeout(self.settings.network_timeout):
             await store.client.ping()
 
