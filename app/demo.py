@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -186,6 +187,7 @@ class DemoStack:
             if server is not None:
                 with contextlib.suppress(Exception):
                     server.cleanup()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 SCRIPT: list[tuple[str, str, tuple[Any, ...], VocabularyCheck]] = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 
 import psycopg
 from psycopg.abc import Query
@@ -48,18 +50,35 @@ def describe_pg_error(settings: Settings, exc: BaseException) -> str:
 async def execute_with_deadline(
     conn: AsyncConn, query: Query, deadline_s: float
 ) -> psycopg.AsyncCursor[TupleRow]:
-    """Run ``query``; if no answer comes within ``deadline_s``, drop the connection at once.
+    """Run ``query``; if no answer comes within ``deadline_s``, break the connection at once.
 
     Cancelling a psycopg query sends a cancel request and waits for the server to confirm, which
     on a half-open link (no answer, no error) takes another 10 s or more. A link that does not
-    answer is dead to us: close the socket instead, and let the caller reconnect and resync.
+    answer is dead to us: shut the socket down, so the pending read ends with a connection error
+    right away, and let the caller reconnect and resync.
     """
     task = asyncio.ensure_future(conn.execute(query))
     done, _ = await asyncio.wait({task}, timeout=deadline_s)
     if task in done:
         return task.result()
-    conn.pgconn.finish()
-    task.cancel()
+    shutdown_socket(conn)
+    done, _ = await asyncio.wait({task}, timeout=1.0)
+    if not done:  # pragma: no cover - shutdown always wakes the reader
+        task.cancel()
     with contextlib.suppress(BaseException):
         await task
     raise DatabaseUnavailableError(f"PostgreSQL did not answer within {deadline_s:g} s")
+
+
+def shutdown_socket(conn: AsyncConn) -> None:
+    """End the connection's TCP stream without closing its file descriptor.
+
+    Whoever waits on the socket sees end-of-file and fails with a connection error; the file
+    descriptor stays owned by psycopg, so it cannot be reused under a pending read.
+    """
+    with contextlib.suppress(OSError, psycopg.Error):
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
