@@ -23,7 +23,7 @@ import psycopg
 from app.config import Settings
 from app.db.migrate import migrate
 from app.demo_data import DemoVocabulary, demo_vocabulary
-from app.local_servers import LocalPostgres, LocalRedis, find_free_port
+from app.local_servers import LocalPostgres, LocalRedis, find_free_port, resolve_flavor
 from app.processes import ManagedProcess, cli_argv, http_json, wait_http_ready
 from app.vocabulary import FIELDS
 
@@ -97,13 +97,13 @@ class DemoStack:
         if self.settings.database_configured:
             self.database_url = self.settings.postgres_conninfo
         else:
-            self.postgres = LocalPostgres()
+            self.postgres = LocalPostgres(flavor=resolve_flavor())
             self.postgres.start()
             self.database_url = self.postgres.url
         if self.settings.redis_configured:
             self.redis_url = self.settings.redis_connection_url
         else:
-            self.redis = LocalRedis()
+            self.redis = LocalRedis(flavor=resolve_flavor())
             self.redis.start()
             self.redis_url = self.redis.url
         asyncio.run(migrate(self.child_settings()))

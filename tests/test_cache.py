@@ -270,3 +270,46 @@ async def test_startup_with_nothing_reachable_is_not_ready_but_alive() -> None:
         assert status["database"] == "unavailable"
     finally:
         await cache.stop()
+
+
+async def test_snapshot_listeners_see_every_swap_and_cannot_break_refreshes(
+    settings: Settings, db_url: str, bridge: VocabularySyncBridge, cache: RedisVocabularyCache
+) -> None:
+    swaps: list[tuple[int, int]] = []
+
+    def broken(previous: Snapshot, current: Snapshot) -> None:
+        raise RuntimeError("listener bug")
+
+    cache.add_snapshot_listener(broken)
+    cache.add_snapshot_listener(lambda prev, cur: swaps.append((prev.version, cur.version)))
+    execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('Listened')""")
+    await wait_until_async(lambda: swaps, message="listener called")
+    previous, current = swaps[-1]
+    assert current > previous
+    assert "Listened" in cache.get_vocabulary()["projects"]
+
+
+async def test_warning_logged_when_redis_is_unavailable_at_startup(
+    settings: Settings, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = RedisVocabularyCache(derive(settings, redis_url=CLOSED_REDIS))
+    with caplog.at_level(logging.WARNING):
+        await cache.start_listener()
+    try:
+        assert "Redis unavailable, serving from the database" in caplog.text
+        assert cache.has_snapshot, "the database still provides the vocabulary"
+    finally:
+        await cache.stop()
+
+
+async def test_snapshot_is_stored_with_a_one_hour_ttl(
+    settings: Settings, cache: RedisVocabularyCache
+) -> None:
+    await cache.refresh_cache("manual")
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    try:
+        ttl = await client.ttl(settings.redis_key)
+    finally:
+        await client.aclose()
+    assert settings.vocabulary_ttl_seconds == 3600
+    assert 3590 < ttl <= 3600

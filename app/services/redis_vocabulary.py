@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +37,7 @@ from app.vocabulary import Snapshot
 logger = logging.getLogger(__name__)
 
 Source = Literal["memory", "redis", "database", "none"]
+SnapshotListener = Callable[[Snapshot, Snapshot], None]
 Trigger = Literal["startup", "event", "resync", "manual", "fallback"]
 
 # Refresh levels: a coalesced follow-up runs at the highest level anyone asked for.
@@ -90,6 +92,8 @@ class RedisVocabularyCache:
         self._listener: asyncio.Task[None] | None = None
         self._stopping = False
         self._fallback_loaded_at: float | None = None
+        self._listeners: list[SnapshotListener] = []
+        self._redis_down_reported = False  # warn once per outage, and at startup
 
     # --- configuration (lazy, so importing a module-level instance does no I/O) -------------
 
@@ -215,12 +219,28 @@ class RedisVocabularyCache:
         )
         return self._snapshot
 
+    def add_snapshot_listener(self, listener: SnapshotListener) -> None:
+        """Call ``listener(previous, current)`` after every snapshot swap, in the event loop.
+
+        For derived state (an entity-matching index): it must return quickly and do any heavy
+        work elsewhere, since it runs on the refresh path.
+        """
+        self._listeners.append(listener)
+
     def _adopt(self, snapshot: Snapshot, source: Source) -> bool:
-        merged = self._snapshot.merge(snapshot)
-        if merged is self._snapshot:
+        previous = self._snapshot
+        merged = previous.merge(snapshot)
+        if merged is previous:
             return False
         self._snapshot = merged
         self.source = source
+        for listener in self._listeners:
+            try:
+                listener(previous, merged)
+            except Exception:
+                logger.exception(
+                    "snapshot listener failed", extra={"action": "snapshot_listener_failed"}
+                )
         return True
 
     async def _refresh_from_redis(self) -> None:
@@ -271,7 +291,8 @@ class RedisVocabularyCache:
                 ) from None
 
     def _mark_redis_down(self, reason: str) -> None:
-        if self.redis_available:
+        if self.redis_available or not self._redis_down_reported:
+            self._redis_down_reported = True
             logger.warning(
                 "Redis unavailable, serving from the database: %s",
                 reason,
@@ -342,6 +363,7 @@ class RedisVocabularyCache:
                 await self._await_subscription(pubsub)
             self.redis_available = True
             self.listener_running = True
+            self._redis_down_reported = False
             if not first:
                 self.stats.reconnects += 1
             logger.info(
