@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     resync_interval: float = Field(
         default=300.0, gt=0, validation_alias=_env("VOCABSYNC_RESYNC_INTERVAL")
     )
+    leader_poll_interval: float = Field(
+        default=2.0, gt=0, validation_alias=_env("VOCABSYNC_LEADER_POLL_INTERVAL")
+    )
     fallback_max_age: float = Field(
         default=1.0, ge=0, validation_alias=_env("VOCABSYNC_FALLBACK_MAX_AGE")
     )

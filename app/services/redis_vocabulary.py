@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from app.backoff import Backoff
 from app.config import Settings, get_settings
 from app.errors import DatabaseUnavailableError, RedisUnavailableError, RefreshError, VocabSyncError
+from app.metrics import LinkStats, Metrics, MetricValues
 from app.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
 from app.services.vocabulary_loader import VocabularyLoader
 from app.singleflight import CoalescingRunner
@@ -69,6 +70,7 @@ class CacheStats:
     redis_reads: int = 0
     reconnects: int = 0
     reads: dict[str, int] = field(default_factory=lambda: {"memory": 0, "redis": 0, "database": 0})
+    connection_errors: dict[str, int] = field(default_factory=lambda: {"postgres": 0, "redis": 0})
 
 
 class RedisVocabularyCache:
@@ -94,6 +96,7 @@ class RedisVocabularyCache:
         self._fallback_loaded_at: float | None = None
         self._listeners: list[SnapshotListener] = []
         self._redis_down_reported = False  # warn once per outage, and at startup
+        self.metrics = Metrics(self)
 
     # --- configuration (lazy, so importing a module-level instance does no I/O) -------------
 
@@ -192,12 +195,14 @@ class RedisVocabularyCache:
     async def _refresh_work(self, level: int, reasons: frozenset[str]) -> Snapshot:
         trigger = _primary_trigger(reasons)
         started = time.perf_counter()
+        finished = self.metrics.time_refresh(trigger)
         try:
             if level >= LEVEL_DATABASE:
                 await self._refresh_from_database(publish=level >= LEVEL_MANUAL)
             else:
                 await self._refresh_from_redis()
         except VocabSyncError as exc:
+            finished(False)
             self.stats.refresh_failures += 1
             self.last_error = self.settings.redact(str(exc))
             logger.warning(
@@ -207,6 +212,7 @@ class RedisVocabularyCache:
                 extra={"action": "refresh_failed", "trigger": trigger},
             )
             raise
+        finished(True)
         self.stats.refreshes[trigger] = self.stats.refreshes.get(trigger, 0) + 1
         logger.info(
             "vocabulary refreshed (%s) from %s: version %d, %s, %.1f ms",
@@ -234,6 +240,8 @@ class RedisVocabularyCache:
             return False
         self._snapshot = merged
         self.source = source
+        if source == "redis" and snapshot.refreshed_at:
+            self.metrics.propagation_seconds.observe(max(0.0, time.time() - snapshot.refreshed_at))
         for listener in self._listeners:
             try:
                 listener(previous, merged)
@@ -270,6 +278,7 @@ class RedisVocabularyCache:
             loaded = await self.loader.load()
         except DatabaseUnavailableError:
             self.database_ok = False
+            self.stats.connection_errors["postgres"] += 1
             raise
         self.database_ok = True
         self.stats.database_loads += 1
@@ -291,6 +300,7 @@ class RedisVocabularyCache:
                 ) from None
 
     def _mark_redis_down(self, reason: str) -> None:
+        self.stats.connection_errors["redis"] += 1
         if self.redis_available or not self._redis_down_reported:
             self._redis_down_reported = True
             logger.warning(
@@ -452,6 +462,33 @@ class RedisVocabularyCache:
         await self.loader.close_connection()
         self.listener_running = False
         self.redis_available = False
+
+    @property
+    def metric_values(self) -> MetricValues:
+        """This instance's counters and state, read at scrape time."""
+        stats = self.stats
+        links = LinkStats(
+            up={"postgres": bool(self.database_ok), "redis": self.listener_running},
+            errors=dict(stats.connection_errors),
+            reconnects={"postgres": 0, "redis": stats.reconnects},
+            bad_input={
+                "malformed_message": stats.malformed_messages,
+                "corrupted_value": stats.corrupted_values,
+                "unknown_table": 0,
+            },
+        )
+        return MetricValues(
+            component="api",
+            running=self._listener is not None and not self._listener.done(),
+            links=links,
+            snapshot=self._snapshot,
+            counters={
+                "vocabsync_database_loads_total": stats.database_loads,
+                "vocabsync_messages_received_total": stats.messages_received,
+            },
+            gauges={"vocabsync_fallback": 1.0 if self.in_fallback else 0.0},
+            reads=dict(stats.reads),
+        )
 
     def status(self) -> dict[str, Any]:
         """The state /ready reports: links, listener, snapshot age (no secrets)."""

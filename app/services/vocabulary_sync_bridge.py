@@ -23,13 +23,21 @@ import time
 from collections.abc import Iterable
 
 import psycopg
+from prometheus_client import start_http_server
 from psycopg import sql
 from redis.exceptions import RedisError
 
 from app.backoff import Backoff
 from app.config import Settings, get_settings
 from app.db.connection import AsyncConn, connect, describe_pg_error, execute_with_deadline
-from app.errors import VocabSyncError
+from app.errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    RedisUnavailableError,
+    VocabSyncError,
+)
+from app.metrics import LINKS, LinkStats, Metrics, MetricValues
+from app.services.heartbeat import process_identity, remove_heartbeat, write_heartbeat
 from app.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
 from app.services.vocabulary_loader import VocabularyLoader
 from app.vocabulary import FIELDS, Snapshot
@@ -40,6 +48,20 @@ RESYNC_MESSAGE = "*"
 """Published after a full resync: every field may have changed."""
 
 _LINK_ERRORS = (VocabSyncError, psycopg.Error, RedisError, OSError, TimeoutError)
+
+TRIGGER_FAILURES_SQL = (
+    "SELECT CASE WHEN to_regclass('public.vocabsync_trigger_failures') IS NULL THEN 0 "
+    "ELSE (SELECT coalesce(sum(failures), 0) FROM public.vocabsync_trigger_failures) END"
+)
+"""Liveness query that also reads the trigger's failure log (0 until that table exists)."""
+
+
+def _link_of(exc: BaseException) -> str | None:
+    if isinstance(exc, RedisError | RedisUnavailableError):
+        return "redis"
+    if isinstance(exc, psycopg.Error | DatabaseUnavailableError | ConfigurationError):
+        return "postgres"
+    return None
 
 
 class VocabularySyncBridge:
@@ -60,7 +82,47 @@ class VocabularySyncBridge:
         self.messages_published = 0
         self.sessions_started = 0
         self.unknown_tables = 0
+        self.active = False
+        self.takeovers = 0
+        self.trigger_failures = 0
+        self.identity = process_identity()
+        self.started_at = time.time()
+        self.link_up = dict.fromkeys(LINKS, False)
+        self.connection_errors = dict.fromkeys(LINKS, 0)
+        self.reconnects = dict.fromkeys(LINKS, 0)
+        self._failing_link: str | None = None
+        self._last_failed_link: str | None = None
+        self._last_heartbeat = 0.0
+        self.metrics = Metrics(self)
         self._stop: asyncio.Event | None = None
+
+    @property
+    def metric_values(self) -> MetricValues:
+        """This bridge's counters and state, read at scrape time."""
+        return MetricValues(
+            component="bridge",
+            running=self.running,
+            links=LinkStats(
+                up=dict(self.link_up),
+                errors=dict(self.connection_errors),
+                reconnects=dict(self.reconnects),
+                bad_input={
+                    "malformed_message": 0,
+                    "corrupted_value": 0,
+                    "unknown_table": self.unknown_tables,
+                },
+            ),
+            snapshot=self.snapshot,
+            counters={
+                "vocabsync_database_loads_total": self.loader.loads,
+                "vocabsync_notifications_received_total": self.notifications_received,
+                "vocabsync_messages_published_total": self.messages_published,
+            },
+            gauges={
+                "vocabsync_bridge_active": 1.0 if self.active else 0.0,
+                "vocabsync_trigger_failures": float(self.trigger_failures),
+            },
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -145,31 +207,105 @@ class VocabularySyncBridge:
     async def _session(self) -> None:
         conn: AsyncConn | None = None
         client = redis_client(self.settings)
+        store = SnapshotStore(client, self.settings)
         try:
+            self._failing_link = "postgres"
             conn = await connect(self.settings, "bridge")
+            self.link_up["postgres"] = True
+            self._failing_link = "redis"
+            async with asyncio.timeout(self.settings.network_timeout):
+                await client.ping()
+            self.link_up["redis"] = True
+            self._failing_link = None
+            self._count_reconnect()
+            await self._become_leader(conn, store)
             await conn.execute(
                 sql.SQL("LISTEN {}").format(sql.Identifier(self.settings.pg_channel))
             )
-            async with asyncio.timeout(self.settings.network_timeout):
-                await client.ping()
-            store = SnapshotStore(client, self.settings)
             self.sessions_started += 1
-            await self._sync(conn, store, None, [RESYNC_MESSAGE])
+            await self._sync(conn, store, None, [RESYNC_MESSAGE], "resync")
             self.connected = True
             self.backoff.reset()
             logger.info(
-                "bridge connected and resynced (version %d); listening",
+                "bridge active: connected and resynced (version %d); listening",
                 self.snapshot.version,
                 extra={"action": "bridge_listening", "version": self.snapshot.version},
             )
             await self._serve(conn, store)
+        except BaseException as exc:
+            self._note_failure(exc)
+            raise
         finally:
             self.connected = False
+            self.active = False
+            self.link_up = dict.fromkeys(self.link_up, False)
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), timeout=self.settings.network_timeout)
             with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    remove_heartbeat(client, self.settings, "bridge", self.identity),
+                    timeout=self.settings.network_timeout,
+                )
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.aclose(), timeout=self.settings.network_timeout)
+
+    async def _become_leader(self, conn: AsyncConn, store: SnapshotStore) -> None:
+        """Wait as a standby until this session holds the bridge's advisory lock.
+
+        The lock is held by the database session itself: a bridge that dies, or whose backend is
+        terminated, loses it with its connection, and a standby takes over at its next attempt.
+        """
+        key = f"vocabsync-bridge:{self.settings.pg_channel}"
+        announced = False
+        while True:
+            cursor = await execute_with_deadline(
+                conn,
+                sql.SQL("SELECT pg_try_advisory_lock(hashtext({}))").format(sql.Literal(key)),
+                self.settings.network_timeout,
+            )
+            row = await cursor.fetchone()
+            if row is not None and row[0]:
+                self.active = True
+                self.takeovers += 1
+                await self._heartbeat(store)
+                return
+            if not announced:
+                logger.info(
+                    "another bridge is active; standing by", extra={"action": "bridge_standby"}
+                )
+                announced = True
+            await self._heartbeat(store)
+            await asyncio.sleep(self.settings.leader_poll_interval)
+
+    async def _heartbeat(self, store: SnapshotStore) -> None:
+        async with asyncio.timeout(self.settings.network_timeout):
+            await write_heartbeat(
+                store.client,
+                self.settings,
+                "bridge",
+                self.identity,
+                {
+                    "role": "active" if self.active else "standby",
+                    "version": self.snapshot.version,
+                    "started_at": self.started_at,
+                    "published": self.messages_published,
+                },
+            )
+        self._last_heartbeat = time.monotonic()
+
+    def _note_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            return
+        link = self._failing_link or _link_of(exc)
+        if link is not None:
+            self.connection_errors[link] += 1
+            self._last_failed_link = link
+
+    def _count_reconnect(self) -> None:
+        if self._last_failed_link is not None:
+            self.reconnects[self._last_failed_link] += 1
+            self._last_failed_link = None
 
     async def _serve(self, conn: AsyncConn, store: SnapshotStore) -> None:
         interval = self.settings.health_check_interval
@@ -180,12 +316,11 @@ class VocabularySyncBridge:
             if tables:
                 self.notifications_received += len(tables)
                 await self._on_tables(conn, store, tables)
-                last_check = time.monotonic()
-            elif time.monotonic() - last_check >= interval:
+            if time.monotonic() - last_check >= interval:
                 await self._check_links(conn, store)
                 last_check = time.monotonic()
             if time.monotonic() >= next_resync:
-                await self._sync(conn, store, None, [RESYNC_MESSAGE])
+                await self._sync(conn, store, None, [RESYNC_MESSAGE], "resync")
                 next_resync = time.monotonic() + self.settings.resync_interval
 
     async def _collect(self, conn: AsyncConn, wait: float) -> list[str]:
@@ -199,10 +334,16 @@ class VocabularySyncBridge:
         return payloads
 
     async def _check_links(self, conn: AsyncConn, store: SnapshotStore) -> None:
-        """A liveness query on each link: a silent half-open connection fails here, in seconds."""
-        await execute_with_deadline(conn, "SELECT 1", self.settings.network_timeout)
-        async with asyncio.timeout(self.settings.network_timeout):
-            await store.client.ping()
+        """A liveness query on each link (a silent half-open connection fails here, in seconds),
+        the heartbeat, and the trigger's failure count."""
+        cursor = await execute_with_deadline(
+            conn, TRIGGER_FAILURES_SQL, self.settings.network_timeout
+        )
+        row = await cursor.fetchone()
+        self.trigger_failures = int(row[0]) if row is not None and row[0] is not None else 0
+        self._failing_link = "redis"
+        await self._heartbeat(store)
+        self._failing_link = None
 
     async def _on_tables(self, conn: AsyncConn, store: SnapshotStore, payloads: list[str]) -> None:
         tables = list(dict.fromkeys(payloads))
@@ -225,7 +366,7 @@ class VocabularySyncBridge:
             extra={"action": "notification_received", "tables": tables},
         )
         known = [t for t in tables if self.loader.fields_for_table(t)]
-        await self._sync(conn, store, fields, known or [RESYNC_MESSAGE])
+        await self._sync(conn, store, fields, known or [RESYNC_MESSAGE], "event")
 
     async def _sync(
         self,
@@ -233,16 +374,21 @@ class VocabularySyncBridge:
         store: SnapshotStore,
         fields: Iterable[str] | None,
         messages: list[str],
+        trigger: str,
     ) -> None:
         """Load ``fields`` (all when None), merge, store in Redis, then announce it."""
         started = time.perf_counter()
+        finished = self.metrics.time_refresh(trigger)
         loaded = await self.loader.load_on(conn, None if fields is None else sorted(fields))
         self.snapshot = self.snapshot.merge(loaded)
+        self._failing_link = "redis"
         stored, changed = await store.write(self.snapshot)
         self.snapshot = self.snapshot.merge(stored)
         for message in messages:
             await store.publish(message)
             self.messages_published += 1
+        self._failing_link = None
+        finished(True)
         logger.info(
             "published %s (version %d, %s, %.1f ms)",
             ",".join(messages),
@@ -253,17 +399,34 @@ class VocabularySyncBridge:
         )
 
 
-async def serve_bridge(settings: Settings | None = None) -> None:
-    """Run a bridge until SIGTERM or SIGINT."""
+async def serve_bridge(
+    settings: Settings | None = None, *, metrics_port: int | None = None, metrics_host: str = ""
+) -> None:
+    """Run a bridge until SIGTERM or SIGINT, with Prometheus metrics on ``metrics_port``."""
     bridge = VocabularySyncBridge(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, bridge.stop)
+    server = None
+    if metrics_port is not None:
+        server, thread = start_http_server(
+            metrics_port, addr=metrics_host or "0.0.0.0", registry=bridge.metrics.registry
+        )
+        logger.info(
+            "metrics on http://%s:%d/metrics",
+            metrics_host or "0.0.0.0",
+            server.server_port,
+            extra={"action": "metrics_listening"},
+        )
     try:
         await bridge.run()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
 
 
 def run_bridge(settings: Settings | None = None) -> None:
