@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -59,8 +60,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "what is missing",
     )
 
-    commands.add_parser(
+    bridge = commands.add_parser(
         "bridge",
+        parents=[_logging_options()],
         help="run the PostgreSQL -> Redis bridge (until SIGTERM/SIGINT)",
         description=(
             "LISTEN on the PostgreSQL channel (VOCABSYNC_PG_CHANNEL, default vocabulary_changed); "
@@ -71,8 +73,31 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
     )
 
+    bridge.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env_int("VOCABSYNC_METRICS_PORT"),
+        help="serve Prometheus metrics on this port (env VOCABSYNC_METRICS_PORT; off by default)",
+    )
+    bridge.add_argument(
+        "--metrics-host", default="0.0.0.0", help="address for the metrics port (default 0.0.0.0)"
+    )
+
+    status = commands.add_parser(
+        "status",
+        help="report the health of the whole deployment; exit 0 only when all is well",
+        description=(
+            "Check that PostgreSQL is reachable and the triggers are installed, which bridge is "
+            "active (from its heartbeat in Redis), that the snapshot in Redis equals what the "
+            "database holds now, and which version each API instance serves. Exit status 0 "
+            "only when every check passes."
+        ),
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
     serve = commands.add_parser(
         "serve",
+        parents=[_logging_options()],
         help="run an API instance with uvicorn",
         description="Run the FastAPI app (app.main:app) with uvicorn.",
     )
@@ -81,6 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
+        parents=[_logging_options()],
         help="run the whole pipeline locally and watch a change reach two instances",
         description=(
             "Without DATABASE_URL/REDIS_URL: start private PostgreSQL and Redis servers in a "
@@ -94,6 +120,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "--base-port", type=int, default=None, help="first port for the two API instances"
     )
     return parser
+
+
+def _logging_options() -> argparse.ArgumentParser:
+    """--log-level/--log-format also accepted after a long-running command's name."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=argparse.SUPPRESS
+    )
+    options.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=argparse.SUPPRESS,
+        help="text (default) or json: one object per line with a stable 'action' event name",
+    )
+    return options
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,8 +184,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "bridge":
         from app.services.vocabulary_sync_bridge import serve_bridge
 
-        asyncio.run(serve_bridge(settings))
+        asyncio.run(
+            serve_bridge(settings, metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+        )
         return 0
+    if args.command == "status":
+        from app.status import collect_status
+
+        status = asyncio.run(collect_status(settings))
+        print(status.to_json() if args.json else status.to_table())
+        return 0 if status.ok else 1
     if args.command == "serve":
         import signal
 

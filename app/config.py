@@ -98,6 +98,17 @@ class Settings(BaseSettings):
         default=1.0, ge=0, validation_alias=_env("VOCABSYNC_FALLBACK_MAX_AGE")
     )
 
+    # --- API security / identity -----------------------------------------------------------
+    refresh_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("VOCABSYNC_REFRESH_TOKEN")
+    )
+    read_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("VOCABSYNC_READ_TOKEN")
+    )
+    instance_name: str | None = Field(
+        default=None, validation_alias=_env("VOCABSYNC_INSTANCE_NAME")
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias=_env("VOCABSYNC_LOG_LEVEL")
     )
@@ -173,7 +184,12 @@ class Settings(BaseSettings):
     def secret_values(self) -> tuple[str, ...]:
         """Every secret this configuration holds, so error messages can be scrubbed of them."""
         found: list[str] = []
-        for secret in (self.supabase_password, self.redis_password):
+        for secret in (
+            self.supabase_password,
+            self.redis_password,
+            self.refresh_token,
+            self.read_token,
+        ):
             if secret is not None:
                 found.append(secret.get_secret_value())
         try:

@@ -131,8 +131,10 @@ class DemoStack:
     def child_settings(self) -> Settings:
         return Settings(database_url=self.database_url, redis_url=self.redis_url)
 
-    def start_bridge(self, name: str = "bridge") -> ManagedProcess:
-        return ManagedProcess(name, cli_argv("bridge"), self.child_env(), self._tmp).start()
+    def start_bridge(self, name: str = "bridge", *args: str) -> ManagedProcess:
+        """A bridge process; extra ``args`` go to ``vocabsync bridge`` (e.g. --metrics-port)."""
+        argv = cli_argv("bridge", *args)
+        return ManagedProcess(name, argv, self.child_env(), self._tmp).start()
 
     def start_instance(self, port: int, index: int) -> ManagedProcess:
         argv = cli_argv("serve", "--host", "127.0.0.1", "--port", str(port))

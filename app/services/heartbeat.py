@@ -29,9 +29,15 @@ def heartbeat_key(settings: Settings, kind: Kind, identity: str) -> str:
     return f"{settings.key_prefix}vocabsync:{kind}:{identity}"
 
 
+def stale_after(settings: Settings) -> float:
+    """A heartbeat older than this means the process is hung or dead (two beats missed)."""
+    return 3 * settings.health_check_interval + settings.network_timeout
+
+
 def heartbeat_ttl(settings: Settings) -> int:
-    """Long enough to survive two missed beats, short enough to notice a death quickly."""
-    return max(3, round(3 * settings.health_check_interval + settings.network_timeout))
+    """How long a key outlives its last beat, so a dead process is *seen* as stale for a while
+    (a minute at least) before it disappears from ``vocabsync status``."""
+    return max(60, round(10 * stale_after(settings)))
 
 
 async def write_heartbeat(

@@ -30,6 +30,7 @@ from app.backoff import Backoff
 from app.config import Settings, get_settings
 from app.errors import DatabaseUnavailableError, RedisUnavailableError, RefreshError, VocabSyncError
 from app.metrics import LinkStats, Metrics, MetricValues
+from app.services.heartbeat import process_identity, remove_heartbeat, write_heartbeat
 from app.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
 from app.services.vocabulary_loader import VocabularyLoader
 from app.singleflight import CoalescingRunner
@@ -408,8 +409,12 @@ class RedisVocabularyCache:
         interval = self.settings.health_check_interval
         last_heard = time.monotonic()
         ping_sent = False
+        last_beat = 0.0
         _, runner = self._ensure_runtime()
         while not self._stopping:
+            if time.monotonic() - last_beat >= interval:
+                await self._heartbeat()
+                last_beat = time.monotonic()
             message = await pubsub.get_message(timeout=min(1.0, interval))
             now = time.monotonic()
             if message is None:
@@ -442,6 +447,28 @@ class RedisVocabularyCache:
             )
         runner.submit(LEVEL_REDIS, "event").add_done_callback(_consume)
 
+    @property
+    def identity(self) -> str:
+        return self.settings.instance_name or process_identity()
+
+    async def _heartbeat(self) -> None:
+        """Tell ``vocabsync status`` this instance is alive and which snapshot it serves."""
+        store, _ = self._ensure_runtime()
+        snapshot = self._snapshot
+        async with asyncio.timeout(self.settings.network_timeout):
+            await write_heartbeat(
+                store.client,
+                self.settings,
+                "instance",
+                self.identity,
+                {
+                    "version": snapshot.version,
+                    "refreshed_at": snapshot.refreshed_at,
+                    "fallback": self.in_fallback,
+                    "source": self.source,
+                },
+            )
+
     # --- shutdown -----------------------------------------------------------------------------
 
     async def stop(self) -> None:
@@ -456,6 +483,11 @@ class RedisVocabularyCache:
             await self._runner.close()
             self._runner = None
         if self._client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    remove_heartbeat(self._client, self.settings, "instance", self.identity),
+                    timeout=self.settings.network_timeout,
+                )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._client.aclose(), timeout=self.settings.network_timeout)
         self._client, self._store = None, None

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import CacheDep
+from app.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["Health"])
 
@@ -26,3 +27,9 @@ async def ready(cache: CacheDep) -> JSONResponse:
     """200 only when a snapshot is held; the body tells the state of each link."""
     body: dict[str, Any] = {"ready": cache.has_snapshot, **cache.status()}
     return JSONResponse(body, status_code=200 if cache.has_snapshot else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(cache: CacheDep) -> Response:
+    """Prometheus text format: refreshes, reads by source, links, snapshot version and size."""
+    return Response(cache.metrics.render(), media_type=CONTENT_TYPE)

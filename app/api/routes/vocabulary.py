@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from app.api.deps import CacheDep
+from app.api.security import RequireReadToken, RequireRefreshToken
 from app.errors import VocabSyncError
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,16 @@ class ErrorResponse(BaseModel):
     detail: str
 
 
-@router.get("", response_model=VocabularyResponse, summary="The current vocabulary")
+@router.get(
+    "",
+    response_model=VocabularyResponse,
+    summary="The current vocabulary",
+    dependencies=[RequireReadToken],
+    responses={
+        401: {"model": ErrorResponse, "description": "VOCABSYNC_READ_TOKEN is set; no token."},
+        503: {"model": ErrorResponse, "description": "No vocabulary could be loaded yet."},
+    },
+)
 async def get_vocabulary(cache: CacheDep) -> VocabularyResponse:
     """The six lists, from memory; read through to Redis/PostgreSQL only in fallback mode."""
     snapshot, source = await cache.read_snapshot()
@@ -82,7 +92,11 @@ async def get_vocabulary(cache: CacheDep) -> VocabularyResponse:
     "/refresh",
     response_model=RefreshResponse,
     summary="Reload the vocabulary from PostgreSQL now",
-    responses={500: {"model": ErrorResponse, "description": "The refresh failed."}},
+    dependencies=[RequireRefreshToken],
+    responses={
+        401: {"model": ErrorResponse, "description": "VOCABSYNC_REFRESH_TOKEN is set; no token."},
+        500: {"model": ErrorResponse, "description": "The refresh failed."},
+    },
 )
 async def refresh_vocabulary(cache: CacheDep) -> RefreshResponse:
     """Reload from PostgreSQL, store in Redis and tell every instance.
