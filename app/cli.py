@@ -49,15 +49,24 @@ def _build_parser() -> argparse.ArgumentParser:
         help="apply pending migrations and (re)install the change triggers",
         description=(
             "Apply the SQL migrations in supabase/migrations that are not yet recorded, in order, "
-            "then verify the trigger function and the five triggers, re-installing them if one "
-            "is missing (dropped by hand, table recreated). Safe to run at every deploy."
+            "then verify the trigger function and each vocabulary table's triggers, re-installing "
+            "them if one is missing (dropped by hand, table recreated), altered, covers other "
+            "columns than VOCABSYNC_SOURCES, or belongs to the other trigger mode. Safe to run at "
+            "every deploy."
         ),
     )
     migrate.add_argument(
         "--check",
         action="store_true",
-        help="only verify that the function and all triggers are installed; exit 1 naming "
-        "what is missing",
+        help="only verify that the function and all triggers of the mode are installed, and "
+        "say which mode is; exit 1 naming what is missing or wrong",
+    )
+    migrate.add_argument(
+        "--mode",
+        choices=["precise", "statement"],
+        help="trigger mode (env VOCABSYNC_TRIGGER_MODE, default precise): precise notifies on "
+        "UPDATE only when a vocabulary column's value changed; statement (the design "
+        "document's) notifies on every statement",
     )
 
     bridge = commands.add_parser(
@@ -81,6 +90,20 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bridge.add_argument(
         "--metrics-host", default="0.0.0.0", help="address for the metrics port (default 0.0.0.0)"
+    )
+
+    rollback = commands.add_parser(
+        "rollback",
+        help="switch real-time sync off (drop triggers; instances read PostgreSQL) or back on",
+        description=(
+            "The design document's rollback plan: drop the triggers and the function, tell "
+            "bridges to stop publishing and API instances to serve reads from PostgreSQL "
+            "(within one health-check interval). Writes are never affected. --reenable "
+            "reinstalls the triggers and returns everything to real-time sync."
+        ),
+    )
+    rollback.add_argument(
+        "--reenable", action="store_true", help="reinstall the triggers and resume real-time sync"
     )
 
     status = commands.add_parser(
@@ -164,11 +187,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "migrate":
         from app.db.migrate import check, migrate
 
+        if args.mode is not None:
+            settings = settings.model_copy(update={"trigger_mode": args.mode})
         if args.check:
             result = asyncio.run(check(settings))
+            installed = result.installed_mode or "neither mode completely"
             if result.ok:
-                print("ok: trigger function and all triggers are installed")
+                print(f"ok: trigger function and all {result.mode}-mode triggers are installed")
                 return 0
+            print(f"installed: {installed}; configured: {result.mode}", file=sys.stderr)
             print("missing or wrong:", file=sys.stderr)
             for problem in result.problems:
                 print(f"  - {problem}", file=sys.stderr)
@@ -178,8 +205,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         for name in report.applied:
             print(f"applied {name}")
         if report.repaired:
-            print("re-installed missing triggers")
-        print(f"ok: {len(report.applied)} applied, {len(report.already_applied)} already applied")
+            print("re-installed the triggers (missing, altered, or of the other mode)")
+        print(
+            f"ok: {len(report.applied)} applied, {len(report.already_applied)} already applied; "
+            f"{report.check.mode}-mode triggers installed"
+        )
         return 0
     if args.command == "bridge":
         from app.services.vocabulary_sync_bridge import serve_bridge
@@ -187,6 +217,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(
             serve_bridge(settings, metrics_port=args.metrics_port, metrics_host=args.metrics_host)
         )
+        return 0
+    if args.command == "rollback":
+        from app.rollback import reenable, rollback
+
+        if args.reenable:
+            asyncio.run(reenable(settings))
+            print("real-time sync re-enabled: triggers installed, bridges resync, instances follow")
+        else:
+            asyncio.run(rollback(settings))
+            print(
+                "real-time sync disabled: triggers dropped; bridges stop publishing and instances "
+                "serve from PostgreSQL. Undo with `vocabsync rollback --reenable`."
+            )
         return 0
     if args.command == "status":
         from app.status import collect_status

@@ -32,6 +32,7 @@ from app.errors import DatabaseUnavailableError, RedisUnavailableError, RefreshE
 from app.metrics import LinkStats, Metrics, MetricValues
 from app.services.heartbeat import process_identity, remove_heartbeat, write_heartbeat
 from app.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
+from app.services.sync_control import read_disabled
 from app.services.vocabulary_loader import VocabularyLoader
 from app.singleflight import CoalescingRunner
 from app.vocabulary import Snapshot
@@ -97,6 +98,7 @@ class RedisVocabularyCache:
         self._fallback_loaded_at: float | None = None
         self._listeners: list[SnapshotListener] = []
         self._redis_down_reported = False  # warn once per outage, and at startup
+        self.sync_disabled = False
         self.metrics = Metrics(self)
 
     # --- configuration (lazy, so importing a module-level instance does no I/O) -------------
@@ -140,8 +142,9 @@ class RedisVocabularyCache:
 
     @property
     def in_fallback(self) -> bool:
-        """True when changes cannot reach this instance (the listener is not subscribed)."""
-        return not self.listener_running
+        """True when changes cannot reach this instance: the listener is not subscribed, or
+        real-time sync was switched off by ``vocabsync rollback``."""
+        return not self.listener_running or self.sync_disabled
 
     def _stale_for_fallback(self) -> bool:
         if not self.has_snapshot:
@@ -414,6 +417,7 @@ class RedisVocabularyCache:
         while not self._stopping:
             if time.monotonic() - last_beat >= interval:
                 await self._heartbeat()
+                await self._follow_switch(runner)
                 last_beat = time.monotonic()
             message = await pubsub.get_message(timeout=min(1.0, interval))
             now = time.monotonic()
@@ -446,6 +450,23 @@ class RedisVocabularyCache:
                 extra={"action": "malformed_message"},
             )
         runner.submit(LEVEL_REDIS, "event").add_done_callback(_consume)
+
+    async def _follow_switch(self, runner: CoalescingRunner[Snapshot]) -> None:
+        """Enter or leave database-read mode when ``vocabsync rollback`` flips the switch."""
+        store, _ = self._ensure_runtime()
+        async with asyncio.timeout(self.settings.network_timeout):
+            disabled = await read_disabled(store.client, self.settings) is not None
+        if disabled == self.sync_disabled:
+            return
+        self.sync_disabled = disabled
+        logger.warning(
+            "real-time sync %s: %s",
+            "disabled by rollback" if disabled else "re-enabled",
+            "reads go to PostgreSQL" if disabled else "back to the shared snapshot",
+            extra={"action": "sync_disabled" if disabled else "sync_reenabled"},
+        )
+        if not disabled:
+            runner.submit(LEVEL_REDIS, "resync").add_done_callback(_consume)
 
     @property
     def identity(self) -> str:

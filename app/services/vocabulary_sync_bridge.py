@@ -39,6 +39,7 @@ from app.errors import (
 from app.metrics import LINKS, LinkStats, Metrics, MetricValues
 from app.services.heartbeat import process_identity, remove_heartbeat, write_heartbeat
 from app.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
+from app.services.sync_control import read_disabled
 from app.services.vocabulary_loader import VocabularyLoader
 from app.vocabulary import FIELDS, Snapshot
 
@@ -49,11 +50,9 @@ RESYNC_MESSAGE = "*"
 
 _LINK_ERRORS = (VocabSyncError, psycopg.Error, RedisError, OSError, TimeoutError)
 
-TRIGGER_FAILURES_SQL = (
-    "SELECT CASE WHEN to_regclass('public.vocabsync_trigger_failures') IS NULL THEN 0 "
-    "ELSE (SELECT coalesce(sum(failures), 0) FROM public.vocabsync_trigger_failures) END"
-)
-"""Liveness query that also reads the trigger's failure log (0 until that table exists)."""
+FAILURE_LOG_EXISTS_SQL = "SELECT to_regclass('public.vocabsync_trigger_failures') IS NOT NULL"
+TRIGGER_FAILURES_SQL = "SELECT coalesce(sum(failures), 0) FROM public.vocabsync_trigger_failures"
+"""The liveness queries also read the trigger's failure log, where it exists."""
 
 
 def _link_of(exc: BaseException) -> str | None:
@@ -85,6 +84,7 @@ class VocabularySyncBridge:
         self.active = False
         self.takeovers = 0
         self.trigger_failures = 0
+        self.sync_disabled = False
         self.identity = process_identity()
         self.started_at = time.time()
         self.link_up = dict.fromkeys(LINKS, False)
@@ -336,14 +336,27 @@ class VocabularySyncBridge:
     async def _check_links(self, conn: AsyncConn, store: SnapshotStore) -> None:
         """A liveness query on each link (a silent half-open connection fails here, in seconds),
         the heartbeat, and the trigger's failure count."""
-        cursor = await execute_with_deadline(
-            conn, TRIGGER_FAILURES_SQL, self.settings.network_timeout
-        )
+        deadline = self.settings.network_timeout
+        cursor = await execute_with_deadline(conn, FAILURE_LOG_EXISTS_SQL, deadline)
         row = await cursor.fetchone()
-        self.trigger_failures = int(row[0]) if row is not None and row[0] is not None else 0
+        if row is not None and row[0]:
+            cursor = await execute_with_deadline(conn, TRIGGER_FAILURES_SQL, deadline)
+            row = await cursor.fetchone()
+            self.trigger_failures = int(row[0]) if row is not None else 0
         self._failing_link = "redis"
         await self._heartbeat(store)
+        disabled = await read_disabled(store.client, self.settings) is not None
         self._failing_link = None
+        if disabled != self.sync_disabled:
+            self.sync_disabled = disabled
+            logger.warning(
+                "real-time sync %s by `vocabsync rollback%s`",
+                "disabled" if disabled else "re-enabled",
+                "" if disabled else " --reenable",
+                extra={"action": "sync_disabled" if disabled else "sync_reenabled"},
+            )
+            if not disabled:
+                await self._sync(conn, store, None, [RESYNC_MESSAGE], "resync")
 
     async def _on_tables(self, conn: AsyncConn, store: SnapshotStore, payloads: list[str]) -> None:
         tables = list(dict.fromkeys(payloads))
@@ -377,6 +390,8 @@ class VocabularySyncBridge:
         trigger: str,
     ) -> None:
         """Load ``fields`` (all when None), merge, store in Redis, then announce it."""
+        if self.sync_disabled:
+            return
         started = time.perf_counter()
         finished = self.metrics.time_refresh(trigger)
         loaded = await self.loader.load_on(conn, None if fields is None else sorted(fields))
