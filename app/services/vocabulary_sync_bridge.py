@@ -211,6 +211,7 @@ class VocabularySyncBridge:
         try:
             self._failing_link = "postgres"
             conn = await connect(self.settings, "bridge")
+            await self._server_side_keepalives(conn)
             self.link_up["postgres"] = True
             self._failing_link = "redis"
             async with asyncio.timeout(self.settings.network_timeout):
@@ -249,6 +250,29 @@ class VocabularySyncBridge:
                 )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.aclose(), timeout=self.settings.network_timeout)
+
+    async def _server_side_keepalives(self, conn: AsyncConn) -> None:
+        """Let the *server* notice a vanished bridge within seconds too.
+
+        Leadership is an advisory lock held by this session; if this host drops off the network
+        the server would otherwise keep the session (and the lock) for the kernel's default two
+        hours of TCP keepalive, and no standby could take over. Best effort: a pooler may
+        refuse these settings, and then its own timeouts apply.
+        """
+        idle = max(1, round(self.settings.health_check_interval))
+        try:
+            await conn.execute(
+                sql.SQL(
+                    "SET tcp_keepalives_idle = {idle}; SET tcp_keepalives_interval = {idle}; "
+                    "SET tcp_keepalives_count = 3; SET tcp_user_timeout = {user_timeout}"
+                ).format(idle=sql.Literal(idle), user_timeout=sql.Literal(idle * 4000))
+            )
+        except psycopg.Error as exc:
+            logger.info(
+                "server-side keepalives not set (%s); failover waits for the server's own timeouts",
+                describe_pg_error(self.settings, exc),
+                extra={"action": "keepalives_not_set"},
+            )
 
     async def _become_leader(self, conn: AsyncConn, store: SnapshotStore) -> None:
         """Wait as a standby until this session holds the bridge's advisory lock.
