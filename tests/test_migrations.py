@@ -1,5 +1,9 @@
 """Migrations and NOTIFY triggers, against a fresh private PostgreSQL database per test (pg_url).
 
+Both trigger modes: precise (the default: UPDATEs notify only when a vocabulary column's text
+changed) and statement (the design document's: every statement notifies). Tests that depend on
+the mode say which, by parametrizing the ``trigger_mode`` fixture.
+
 Notifications are counted exactly without sleeping: after the write commits, the writer sends a
 sentinel NOTIFY of its own; PostgreSQL delivers notifications in commit order, so everything the
 write sent has arrived once the sentinel has (see Listener.drain).
@@ -12,7 +16,7 @@ import itertools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import psycopg
 import pytest
@@ -20,13 +24,25 @@ from hypothesis import HealthCheck, given, settings as hyp_settings, strategies 
 from psycopg import sql
 
 from app.config import Settings
-from app.db.migrate import MIGRATIONS_DIR_ENV, check, migrate, migration_files
+from app.db.migrate import (
+    MIGRATIONS_DIR_ENV,
+    check,
+    migrate,
+    migration_files,
+    trigger_migration_mode,
+)
 from app.db.triggers import (
+    DEFAULT_TRIGGER_MODE,
     FUNCTION_SIGNATURE,
+    TRIGGER_MODES,
     TRIGGER_NAME,
+    TRIGGER_NAMES,
+    UPDATE_TRIGGER_NAME,
+    TriggerMode,
     quote_ident,
     render_rollback_sql,
     render_trigger_sql,
+    trigger_specs,
 )
 from app.errors import ConfigurationError
 from app.sources import FieldSource, SourceMap
@@ -34,7 +50,9 @@ from app.sources import FieldSource, SourceMap
 REPO = Path(__file__).resolve().parent.parent
 BASE = "20261128000000_vocabulary_base_schema.sql"
 TRIGGERS = "20261128000100_vocabulary_sync_triggers.sql"
+PRECISE_TRIGGERS = "20261128000200_vocabulary_precise_triggers.sql"
 TRIGGER_FILE = REPO / "supabase" / "migrations" / TRIGGERS
+PRECISE_TRIGGER_FILE = REPO / "supabase" / "migrations" / PRECISE_TRIGGERS
 ROLLBACK_FILE = REPO / "supabase" / "rollback" / "20261128000100_vocabulary_sync_triggers_down.sql"
 
 CHANNEL = "vocabulary_changed"
@@ -59,6 +77,14 @@ TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size
 VALUES = st.one_of(st.sampled_from(["alpha", "beta"]), TEXT)
 """Mostly random text; a few repeated values so DELETE ... WHERE col = value often hits rows."""
 WRITE_OPS = st.sampled_from(["INSERT", "UPDATE", "DELETE"])
+NOT_VOCABULARY = {
+    "Project": ("budget", "updated_at", "id", "created_at"),
+    "Expenses": ("project_id",),
+    "CashFlow": ("project_id",),
+    "ExpensesColumn": ("expenses_id",),
+    "CashFlowColumn": ("cashflow_id",),
+}
+"""Columns of the base schema that feed no vocabulary field."""
 
 
 def make_settings(url: str, **overrides: Any) -> Settings:
@@ -149,14 +175,24 @@ async def fetch_all(url: str, query: str, params: tuple[Any, ...] = ()) -> list[
         return await cursor.fetchall()
 
 
-async def tables_with_trigger(url: str) -> list[str]:
+async def tables_with_trigger(url: str, name: str = TRIGGER_NAME) -> list[str]:
     rows = await fetch_all(
         url,
         "SELECT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
         " WHERE t.tgname = %s AND t.tgfoid = to_regprocedure(%s)",
-        (TRIGGER_NAME, FUNCTION_SIGNATURE),
+        (name, FUNCTION_SIGNATURE),
     )
     return sorted(row[0] for row in rows)
+
+
+async def assert_mode_installed(
+    url: str, mode: TriggerMode, tables: tuple[str, ...] = TABLES
+) -> None:
+    """Exactly ``mode``'s triggers on ``tables``: the statement trigger everywhere, the UPDATE
+    trigger only in precise mode."""
+    assert await tables_with_trigger(url) == sorted(tables)
+    expected = sorted(tables) if mode == "precise" else []
+    assert await tables_with_trigger(url, UPDATE_TRIGGER_NAME) == expected
 
 
 async def catalog_state(url: str) -> list[tuple[Any, ...]]:
@@ -164,11 +200,12 @@ async def catalog_state(url: str) -> list[tuple[Any, ...]]:
     return await fetch_all(
         url,
         "SELECT 'proc', oid::text, xmin::text FROM pg_proc WHERE oid = to_regprocedure(%s)"
-        " UNION ALL SELECT 'trigger', oid::text, xmin::text FROM pg_trigger WHERE tgname = %s"
+        " UNION ALL SELECT 'trigger', oid::text, xmin::text FROM pg_trigger"
+        "   WHERE tgname = ANY(%s)"
         " UNION ALL SELECT 'ledger', name, xmin::text || applied_at::text"
         "   FROM public.vocabsync_migrations"
         " ORDER BY 1, 2",
-        (FUNCTION_SIGNATURE, TRIGGER_NAME),
+        (FUNCTION_SIGNATURE, list(TRIGGER_NAMES)),
     )
 
 
@@ -176,9 +213,16 @@ async def catalog_state(url: str) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
-def migrated_url(pg_url: str) -> str:
-    """A fresh database with the default schema and triggers (migrated once per test)."""
-    asyncio.run(migrate(make_settings(pg_url)))
+def trigger_mode() -> TriggerMode:
+    """The mode ``migrated_url`` installs; tests override it with ``parametrize``."""
+    return DEFAULT_TRIGGER_MODE
+
+
+@pytest.fixture
+def migrated_url(pg_url: str, trigger_mode: TriggerMode) -> str:
+    """A fresh database with the default schema and ``trigger_mode``'s triggers."""
+    report = asyncio.run(migrate(make_settings(pg_url, trigger_mode=trigger_mode)))
+    assert report.check.installed_mode == trigger_mode
     return pg_url
 
 
@@ -198,13 +242,15 @@ def listener(migrated_url: str) -> Iterator[Listener]:
 
 
 @pytest.fixture
-def failing_writer(migrated_url: str) -> Iterator[tuple[psycopg.Connection[Any], list[str]]]:
+def failing_writer(
+    migrated_url: str, trigger_mode: TriggerMode
+) -> Iterator[tuple[psycopg.Connection[Any], list[str]]]:
     """A writer on a database whose trigger function notifies a channel that is too long.
 
     Yields the connection and the WARNING messages it has received so far.
     """
     with psycopg.connect(migrated_url, autocommit=True) as conn:
-        conn.execute(render_trigger_sql(DEFAULTS, LONG_CHANNEL))
+        conn.execute(render_trigger_sql(DEFAULTS, LONG_CHANNEL, mode=trigger_mode))
         warnings: list[str] = []
 
         def on_notice(diag: psycopg.errors.Diagnostic) -> None:
@@ -218,14 +264,60 @@ def failing_writer(migrated_url: str) -> Iterator[tuple[psycopg.Connection[Any],
 # --- Rendering (no database) ---------------------------------------------------------------------
 
 
-def test_committed_trigger_migration_equals_rendering() -> None:
-    """The file `supabase db push` applies is exactly what `vocabsync migrate` applies."""
-    assert TRIGGER_FILE.read_bytes().decode("utf-8") == render_trigger_sql(DEFAULTS, CHANNEL)
+def test_committed_trigger_migrations_equal_renderings() -> None:
+    """The files `supabase db push` applies are exactly what `vocabsync migrate` applies: the
+    first release's in statement mode (never edited: deployments have applied it), then the
+    precise mode's, which replaces it."""
+    assert trigger_migration_mode(TRIGGERS) == "statement"
+    assert trigger_migration_mode(PRECISE_TRIGGERS) == "precise"
+    assert trigger_migration_mode(BASE) is None
+    assert all_migrations() == [BASE, TRIGGERS, PRECISE_TRIGGERS]
+    statement = render_trigger_sql(DEFAULTS, CHANNEL, mode="statement")
+    precise = render_trigger_sql(DEFAULTS, CHANNEL, mode="precise")
+    assert TRIGGER_FILE.read_bytes().decode("utf-8") == statement
+    assert PRECISE_TRIGGER_FILE.read_bytes().decode("utf-8") == precise
+    assert render_trigger_sql(DEFAULTS, CHANNEL) == precise  # the default mode
 
 
 def test_committed_rollback_equals_rendering() -> None:
-    assert ROLLBACK_FILE.read_bytes().decode("utf-8") == render_rollback_sql(DEFAULTS)
+    rollback = ROLLBACK_FILE.read_bytes().decode("utf-8")
+    assert rollback == render_rollback_sql(DEFAULTS)
     assert not (REPO / "supabase" / "migrations" / ROLLBACK_FILE.name).exists()
+    for table in TABLES:  # both modes' triggers
+        for name in TRIGGER_NAMES:
+            assert f"DROP TRIGGER IF EXISTS {name} ON {quote_ident(table)};" in rollback
+
+
+def test_settings_know_exactly_the_trigger_modes() -> None:
+    annotation = Settings.model_fields["trigger_mode"].annotation
+    assert get_args(annotation) == TRIGGER_MODES == ("precise", "statement")
+    assert make_settings("postgresql://x@127.0.0.1/db").trigger_mode == DEFAULT_TRIGGER_MODE
+    assert DEFAULT_TRIGGER_MODE == "precise"
+
+
+def test_precise_specs_follow_the_mapping() -> None:
+    specs = trigger_specs(DEFAULTS, "precise")
+    update = {spec.table: spec for spec in specs if spec.name == UPDATE_TRIGGER_NAME}
+    assert update["Project"].when_columns == ("project_name", "location")
+    assert update["Expenses"].when_columns == ("file_name",)
+    assert all(spec.for_each_row and spec.events == ("UPDATE",) for spec in update.values())
+    statement = [spec for spec in specs if spec.name == TRIGGER_NAME]
+    assert [spec.table for spec in statement] == list(TABLES)
+    assert all(spec.events == ("INSERT", "DELETE", "TRUNCATE") for spec in statement)
+    moved = SourceMap({**DEFAULTS.sources, "project_locations": FieldSource("Expenses", "place")})
+    update = {s.table: s for s in trigger_specs(moved, "precise") if s.name == UPDATE_TRIGGER_NAME}
+    assert update["Project"].when_columns == ("project_name",)
+    assert update["Expenses"].when_columns == ("place", "file_name")  # in field order
+
+
+def test_switching_to_statement_mode_drops_the_update_triggers() -> None:
+    switching = render_trigger_sql(DEFAULTS, CHANNEL, mode="statement", drop_other_modes=True)
+    for table in TABLES:
+        drop = f"DROP TRIGGER IF EXISTS {UPDATE_TRIGGER_NAME} ON {quote_ident(table)};"
+        assert drop in switching
+    assert "DROP TRIGGER" not in render_trigger_sql(
+        DEFAULTS, CHANNEL, mode="precise", drop_other_modes=True
+    )  # precise mode uses every name there is
 
 
 def test_quote_ident_doubles_double_quotes_and_refuses_what_postgres_would_mangle() -> None:
@@ -239,20 +331,24 @@ def test_quote_ident_doubles_double_quotes_and_refuses_what_postgres_would_mangl
 
 
 def test_render_quotes_tables_and_channel() -> None:
-    sources = SourceMap({**DEFAULTS.sources, "projects": FieldSource('Odd "T"', "name")})
+    sources = SourceMap({**DEFAULTS.sources, "projects": FieldSource('Odd "T"', 'na"me')})
     rendered = render_trigger_sql(sources, "it's $function$ here")
     assert 'ON "Odd ""T"""\n' in rendered
     assert "pg_notify('it''s $function$ here', TG_TABLE_NAME)" in rendered
     assert "AS $function1$\n" in rendered  # a dollar tag the body does not contain
-    statements = render_trigger_sql(sources, CHANNEL).count("\nCREATE OR REPLACE TRIGGER ")
-    assert statements == 6  # "Odd ""T""" and the five defaults
+    assert 'WHEN ((ROW(OLD."na""me"))::text\n' in rendered
+    assert 'IS DISTINCT FROM (ROW(NEW."na""me"))::text)\n' in rendered
+    for mode, per_table in (("statement", 1), ("precise", 2)):
+        statements = render_trigger_sql(sources, CHANNEL, mode=mode)
+        # "Odd ""T""" and the five defaults
+        assert statements.count("\nCREATE OR REPLACE TRIGGER ") == 6 * per_table
 
 
 def test_unknown_trigger_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown trigger mode"):
         render_trigger_sql(DEFAULTS, CHANNEL, mode="changed_columns")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown trigger mode"):
-        render_rollback_sql(DEFAULTS, mode="row")  # type: ignore[arg-type]
+        trigger_specs(DEFAULTS, mode="row")  # type: ignore[arg-type]
 
 
 async def test_missing_migrations_directory_is_a_clear_error(
@@ -281,6 +377,7 @@ async def test_migrate_creates_tables_function_and_triggers(pg_url: str) -> None
     assert not report.repaired
     assert report.check.ok
     assert report.check.problems == []
+    assert report.check.mode == report.check.installed_mode == "precise"
 
     rows = await fetch_all(
         pg_url,
@@ -288,11 +385,12 @@ async def test_migrate_creates_tables_function_and_triggers(pg_url: str) -> None
         (list(TABLES),),
     )
     assert rows == [(True,)] * 5
-    assert await tables_with_trigger(pg_url) == sorted(TABLES)
+    await assert_mode_installed(pg_url, "precise")
     result = await check(settings)
     assert result.ok
     assert result.problems == []
     assert result.missing_tables == []
+    assert result.installed_mode == "precise"
 
 
 async def test_second_migrate_applies_nothing_and_changes_nothing(pg_url: str) -> None:
@@ -318,7 +416,7 @@ async def test_concurrent_migrations_apply_each_migration_once(pg_url: str) -> N
     assert [row[0] for row in rows] == all_migrations()
     assert first.check.ok
     assert second.check.ok
-    assert await tables_with_trigger(pg_url) == sorted(TABLES)
+    await assert_mode_installed(pg_url, "precise")
 
 
 async def test_migrations_directory_from_environment(
@@ -329,23 +427,31 @@ async def test_migrations_directory_from_environment(
     monkeypatch.setenv(MIGRATIONS_DIR_ENV, str(tmp_path))
     report = await migrate(make_settings(pg_url))
     assert report.applied == [BASE, TRIGGERS]
-    assert report.check.ok
+    assert report.check.ok  # the first trigger migration, rendered in the configured mode
+    await assert_mode_installed(pg_url, "precise")
 
 
-async def test_dropped_trigger_is_reported_and_migrate_reinstalls_it(pg_url: str) -> None:
-    settings = make_settings(pg_url)
+@pytest.mark.parametrize(
+    ("mode", "name"),
+    [("precise", TRIGGER_NAME), ("precise", UPDATE_TRIGGER_NAME), ("statement", TRIGGER_NAME)],
+)
+async def test_dropped_trigger_is_reported_and_migrate_reinstalls_it(
+    pg_url: str, mode: TriggerMode, name: str
+) -> None:
+    settings = make_settings(pg_url, trigger_mode=mode)
     await migrate(settings)
-    await execute(pg_url, 'DROP TRIGGER vocabulary_change_trigger ON "Expenses"')
+    await execute(pg_url, f'DROP TRIGGER {name} ON "Expenses"')
 
     result = await check(settings)
     assert not result.ok
-    assert result.problems == ['trigger vocabulary_change_trigger on "Expenses" is missing']
+    assert result.problems == [f'trigger {name} on "Expenses" is missing']
+    assert result.installed_mode is None
 
     report = await migrate(settings)
     assert report.repaired
     assert report.applied == []
     assert report.check.ok
-    assert await tables_with_trigger(pg_url) == sorted(TABLES)
+    await assert_mode_installed(pg_url, mode)
 
 
 OTHER_FUNCTION = (
@@ -354,66 +460,152 @@ OTHER_FUNCTION = (
 )
 
 
+CASHFLOW_TRIGGER = 'trigger vocabulary_change_trigger on "CashFlow"'
+CASHFLOW_UPDATE_TRIGGER = 'trigger vocabulary_update_trigger on "CashFlow"'
+
+
+def replace_trigger(name: str, shape: str) -> str:
+    """CREATE OR REPLACE TRIGGER ``name`` of ``shape`` ("... ON {t} FOR EACH ...") on "CashFlow"."""
+    return (
+        f"CREATE OR REPLACE TRIGGER {name} {shape.format(t=quote_ident('CashFlow'))}"
+        " EXECUTE FUNCTION public.notify_vocabulary_change()"
+    )
+
+
 @pytest.mark.parametrize(
     ("statements", "expected"),
     [
         pytest.param(
             [
-                "CREATE OR REPLACE TRIGGER vocabulary_change_trigger BEFORE INSERT OR UPDATE"
-                ' OR DELETE OR TRUNCATE ON "CashFlow" FOR EACH STATEMENT'
-                " EXECUTE FUNCTION public.notify_vocabulary_change()"
+                replace_trigger(
+                    TRIGGER_NAME, "BEFORE INSERT OR DELETE OR TRUNCATE ON {t} FOR EACH STATEMENT"
+                )
             ],
-            ['trigger vocabulary_change_trigger on "CashFlow" fires BEFORE instead of AFTER'],
+            [f"{CASHFLOW_TRIGGER} fires BEFORE instead of AFTER"],
             id="before",
         ),
         pytest.param(
+            [replace_trigger(TRIGGER_NAME, "AFTER INSERT OR DELETE ON {t} FOR EACH ROW")],
             [
-                "CREATE OR REPLACE TRIGGER vocabulary_change_trigger AFTER INSERT OR UPDATE"
-                ' OR DELETE ON "CashFlow" FOR EACH ROW'
-                " EXECUTE FUNCTION public.notify_vocabulary_change()"
-            ],
-            [
-                'trigger vocabulary_change_trigger on "CashFlow" is FOR EACH ROW instead of'
-                " FOR EACH STATEMENT",
-                'trigger vocabulary_change_trigger on "CashFlow" misses TRUNCATE',
+                f"{CASHFLOW_TRIGGER} is FOR EACH ROW instead of FOR EACH STATEMENT",
+                f"{CASHFLOW_TRIGGER} misses TRUNCATE",
             ],
             id="row",
         ),
         pytest.param(
-            [
-                "CREATE OR REPLACE TRIGGER vocabulary_change_trigger AFTER INSERT OR UPDATE"
-                ' OR DELETE ON "CashFlow" FOR EACH STATEMENT'
-                " EXECUTE FUNCTION public.notify_vocabulary_change()"
-            ],
-            ['trigger vocabulary_change_trigger on "CashFlow" misses TRUNCATE'],
+            [replace_trigger(TRIGGER_NAME, "AFTER INSERT OR DELETE ON {t} FOR EACH STATEMENT")],
+            [f"{CASHFLOW_TRIGGER} misses TRUNCATE"],
             id="no-truncate",
         ),
         pytest.param(
+            [
+                replace_trigger(
+                    TRIGGER_NAME,
+                    "AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t} FOR EACH STATEMENT",
+                )
+            ],
+            [f"{CASHFLOW_TRIGGER} also fires on UPDATE"],
+            id="statement-update-on-one-table",
+        ),
+        pytest.param(
             ['ALTER TABLE "CashFlow" DISABLE TRIGGER vocabulary_change_trigger'],
-            ['trigger vocabulary_change_trigger on "CashFlow" is disabled'],
+            [f"{CASHFLOW_TRIGGER} is disabled"],
             id="disabled",
+        ),
+        pytest.param(
+            ['ALTER TABLE "CashFlow" ENABLE REPLICA TRIGGER vocabulary_update_trigger'],
+            [f"{CASHFLOW_UPDATE_TRIGGER} fires only in replica mode (ENABLE REPLICA TRIGGER)"],
+            id="replica",
         ),
         pytest.param(
             [
                 OTHER_FUNCTION,
-                "CREATE OR REPLACE TRIGGER vocabulary_change_trigger AFTER INSERT OR UPDATE"
-                ' OR DELETE OR TRUNCATE ON "CashFlow" FOR EACH STATEMENT'
-                " EXECUTE FUNCTION public.other_trigger_fn()",
+                replace_trigger(
+                    TRIGGER_NAME, "AFTER INSERT OR DELETE OR TRUNCATE ON {t} FOR EACH STATEMENT"
+                ).replace("public.notify_vocabulary_change()", "public.other_trigger_fn()"),
             ],
             [
-                'trigger vocabulary_change_trigger on "CashFlow" calls another function'
-                " (other_trigger_fn()) instead of public.notify_vocabulary_change()"
+                f"{CASHFLOW_TRIGGER} calls another function (other_trigger_fn()) instead of "
+                "public.notify_vocabulary_change()"
             ],
             id="other-function",
         ),
         pytest.param(
             [
-                "CREATE OR REPLACE TRIGGER vocabulary_change_trigger AFTER INSERT OR UPDATE"
-                ' OR DELETE OR TRUNCATE ON "CashFlow" FOR EACH STATEMENT WHEN (false)'
-                " EXECUTE FUNCTION public.notify_vocabulary_change()"
+                replace_trigger(
+                    TRIGGER_NAME,
+                    "AFTER INSERT OR DELETE OR TRUNCATE ON {t} FOR EACH STATEMENT WHEN (false)",
+                )
             ],
-            ['trigger vocabulary_change_trigger on "CashFlow" has a WHEN condition'],
+            [f"{CASHFLOW_TRIGGER} has a WHEN condition"],
             id="when",
+        ),
+        pytest.param(
+            [replace_trigger(UPDATE_TRIGGER_NAME, "AFTER UPDATE ON {t} FOR EACH ROW")],
+            [f"{CASHFLOW_UPDATE_TRIGGER} has no WHEN condition, so it fires on every UPDATE"],
+            id="update-without-when",
+        ),
+        pytest.param(
+            [replace_trigger(UPDATE_TRIGGER_NAME, "AFTER UPDATE ON {t} FOR EACH STATEMENT")],
+            [
+                f"{CASHFLOW_UPDATE_TRIGGER} is FOR EACH STATEMENT instead of FOR EACH ROW",
+                f"{CASHFLOW_UPDATE_TRIGGER} has no WHEN condition, so it fires on every UPDATE",
+            ],
+            id="update-statement-level",
+        ),
+        pytest.param(
+            [
+                replace_trigger(
+                    UPDATE_TRIGGER_NAME,
+                    "AFTER UPDATE ON {t} FOR EACH ROW"
+                    " WHEN (OLD.file_name IS DISTINCT FROM NEW.file_name)",
+                )
+            ],
+            [
+                f"{CASHFLOW_UPDATE_TRIGGER} does not compare exactly the vocabulary columns "
+                "(file_name): VOCABSYNC_SOURCES changed since it was installed, or it was edited"
+            ],
+            id="update-compares-with-type-equality",
+        ),
+        pytest.param(
+            [
+                replace_trigger(
+                    UPDATE_TRIGGER_NAME,
+                    "AFTER UPDATE ON {t} FOR EACH ROW"
+                    " WHEN ((ROW(OLD.project_id))::text"
+                    " IS DISTINCT FROM (ROW(NEW.project_id))::text)",
+                )
+            ],
+            [
+                f"{CASHFLOW_UPDATE_TRIGGER} does not compare exactly the vocabulary columns "
+                "(file_name): VOCABSYNC_SOURCES changed since it was installed, or it was edited"
+            ],
+            id="update-compares-another-column",
+        ),
+        pytest.param(
+            [
+                replace_trigger(
+                    UPDATE_TRIGGER_NAME,
+                    "AFTER UPDATE OF file_name ON {t} FOR EACH ROW"
+                    " WHEN ((ROW(OLD.file_name))::text IS DISTINCT FROM"
+                    " (ROW(NEW.file_name))::text)",
+                )
+            ],
+            [f"{CASHFLOW_UPDATE_TRIGGER} fires only on UPDATE OF some columns"],
+            id="update-of-columns",
+        ),
+        pytest.param(
+            [
+                replace_trigger(
+                    UPDATE_TRIGGER_NAME,
+                    "AFTER INSERT OR UPDATE ON {t} FOR EACH ROW",
+                )
+            ],
+            [
+                f"{CASHFLOW_UPDATE_TRIGGER} also fires on INSERT",
+                f"{CASHFLOW_UPDATE_TRIGGER} has no WHEN condition, so it fires on every UPDATE",
+            ],
+            id="update-also-insert",
         ),
     ],
 )
@@ -448,25 +640,134 @@ async def test_function_for_another_channel_is_reported_and_repaired(pg_url: str
     assert not (await check(make_settings(pg_url))).ok  # now the default channel is the odd one
 
 
-async def test_rollback_removes_everything_and_migrate_reinstalls(pg_url: str) -> None:
-    settings = make_settings(pg_url)
+@pytest.mark.parametrize("mode", TRIGGER_MODES)
+async def test_rollback_removes_everything_and_migrate_reinstalls(
+    pg_url: str, mode: TriggerMode
+) -> None:
+    settings = make_settings(pg_url, trigger_mode=mode)
     await migrate(settings)
     await execute(pg_url, ROLLBACK_FILE.read_text(encoding="utf-8"))
 
-    assert await tables_with_trigger(pg_url) == []
+    for name in TRIGGER_NAMES:
+        assert await tables_with_trigger(pg_url, name) == []
     assert await fetch_all(pg_url, "SELECT to_regprocedure(%s)::text", (FUNCTION_SIGNATURE,)) == [
         (None,)
     ]
     result = await check(settings)
     assert not result.ok
+    assert result.installed_mode is None
     assert result.problems == [f"function {FUNCTION_SIGNATURE} is missing"] + [
-        f"trigger vocabulary_change_trigger on {quote_ident(table)} is missing" for table in TABLES
+        f"trigger {spec.name} on {quote_ident(spec.table)} is missing"
+        for spec in trigger_specs(DEFAULTS, mode)
     ]
 
     report = await migrate(settings)
     assert report.repaired
     assert report.check.ok
-    assert await tables_with_trigger(pg_url) == sorted(TABLES)
+    await assert_mode_installed(pg_url, mode)
+
+
+async def test_check_says_which_mode_is_installed_and_migrate_switches(pg_url: str) -> None:
+    precise = make_settings(pg_url)
+    statement = make_settings(pg_url, trigger_mode="statement")
+    await migrate(precise)
+    result = await check(statement)
+    assert not result.ok
+    assert (result.mode, result.installed_mode) == ("statement", "precise")
+    assert result.problems == [
+        "the precise-mode triggers are installed, but the configured mode is statement "
+        "(VOCABSYNC_TRIGGER_MODE or `vocabsync migrate --mode`): `vocabsync migrate` switches them"
+    ]
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        listening = Listener(pg_url)
+        try:
+            conn.execute("INSERT INTO \"Project\" (project_name) VALUES ('Alpha')")
+            listening.drain(conn)
+            conn.execute('UPDATE "Project" SET budget = 1')
+            assert listening.drain(conn) == []
+
+            report = await migrate(statement)  # switch to statement mode
+            assert report.repaired
+            assert report.applied == []
+            assert (report.check.ok, report.check.installed_mode) == (True, "statement")
+            await assert_mode_installed(pg_url, "statement")
+            conn.execute('UPDATE "Project" SET budget = 2')
+            assert listening.drain(conn) == ["Project"]
+            assert (await check(precise)).installed_mode == "statement"
+            assert not (await check(precise)).ok
+
+            report = await migrate(precise)  # and back
+            assert report.repaired
+            assert (report.check.ok, report.check.installed_mode) == (True, "precise")
+            await assert_mode_installed(pg_url, "precise")
+            conn.execute('UPDATE "Project" SET budget = 3')
+            assert listening.drain(conn) == []
+        finally:
+            listening.close()
+
+    before = await catalog_state(pg_url)
+    again = await migrate(precise)
+    assert not again.repaired
+    assert await catalog_state(pg_url) == before
+
+
+async def test_left_over_update_trigger_is_reported_and_dropped(pg_url: str) -> None:
+    statement = make_settings(pg_url, trigger_mode="statement")
+    await migrate(statement)
+    precise_sql = render_trigger_sql(DEFAULTS, CHANNEL, mode="precise")
+    update_trigger = precise_sql[
+        precise_sql.index(
+            'CREATE OR REPLACE TRIGGER vocabulary_update_trigger\n    AFTER UPDATE ON "Expenses"'
+        ) :
+    ]
+    await execute(pg_url, update_trigger[: update_trigger.index(";") + 1])
+
+    result = await check(statement)
+    assert not result.ok
+    assert result.installed_mode is None
+    assert result.problems == [
+        'trigger vocabulary_update_trigger on "Expenses" is not part of statement mode '
+        "(left over from precise mode)"
+    ]
+    report = await migrate(statement)
+    assert report.repaired
+    assert report.check.ok
+    await assert_mode_installed(pg_url, "statement")
+
+
+async def test_column_added_to_the_mapping_is_covered_after_migrate(pg_url: str) -> None:
+    """Project's locations first come from elsewhere, then from "Project".location: until
+    `migrate` runs, the check says the UPDATE trigger compares too few columns."""
+    before = make_settings(pg_url, sources={"project_locations": "Expenses.file_name"})
+    after = make_settings(pg_url)
+    await migrate(after)  # the default tables (a custom mapping does not create them)
+    assert (await migrate(before)).repaired
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        listening = Listener(pg_url)
+        try:
+            conn.execute("INSERT INTO \"Project\" (project_name, location) VALUES ('A', 'X')")
+            listening.drain(conn)
+            conn.execute("UPDATE \"Project\" SET location = 'Y'")
+            assert listening.drain(conn) == []  # not a vocabulary column yet
+
+            result = await check(after)
+            assert not result.ok
+            assert result.problems == [
+                'trigger vocabulary_update_trigger on "Project" does not compare exactly the '
+                "vocabulary columns (project_name, location): VOCABSYNC_SOURCES changed since "
+                "it was installed, or it was edited"
+            ]
+            report = await migrate(after)
+            assert report.repaired
+            assert report.check.ok
+
+            conn.execute("UPDATE \"Project\" SET location = 'Z'")
+            assert listening.drain(conn) == ["Project"]
+            conn.execute("UPDATE \"Project\" SET project_name = 'B'")
+            assert listening.drain(conn) == ["Project"]
+        finally:
+            listening.close()
 
 
 async def test_rollback_works_where_tables_are_missing(pg_url: str) -> None:
@@ -499,7 +800,7 @@ async def test_custom_mapping_gets_its_triggers_and_no_default_tables(pg_url: st
     assert BASE not in report.applied
     assert TRIGGERS in report.applied
     assert report.check.ok
-    assert await tables_with_trigger(pg_url) == ["Categories", "Files", "Proj"]
+    await assert_mode_installed(pg_url, "precise", ("Categories", "Files", "Proj"))
     assert await fetch_all(pg_url, "SELECT to_regclass('\"Project\"')::text") == [(None,)]
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -507,8 +808,14 @@ async def test_custom_mapping_gets_its_triggers_and_no_default_tables(pg_url: st
         try:
             perform(conn, "Proj", "INSERT", "Hanapin", rows=3, column="title")
             assert listening.drain(conn) == ["Proj"]
-            perform(conn, "Categories", "UPDATE", "Fuel", column="expense")
+            perform(conn, "Categories", "INSERT", "Fuel", column="cashflow")
             assert listening.drain(conn) == ["Categories"]
+            perform(conn, "Categories", "UPDATE", "Fuel", column="expense")  # NULL -> Fuel
+            assert listening.drain(conn) == ["Categories"]
+            perform(conn, "Categories", "UPDATE", "Fuel", column="expense")  # same value
+            assert listening.drain(conn) == []
+            perform(conn, "Proj", "UPDATE", "Somewhere", column="place")
+            assert listening.drain(conn) == ["Proj"]
         finally:
             listening.close()
 
@@ -555,25 +862,39 @@ async def test_missing_tables_and_columns_are_configuration_errors(pg_url: str) 
         await migrate(view)
 
 
-async def test_identifiers_and_channel_with_quotes_are_quoted(pg_url: str) -> None:
+@pytest.mark.parametrize("mode", TRIGGER_MODES)
+async def test_identifiers_and_channel_with_quotes_are_quoted(
+    pg_url: str, mode: TriggerMode
+) -> None:
+    """Odd names everywhere, and columns the server quotes differently (a quote, a reserved
+    word, mixed case, none): the check still recognises the installed WHEN condition."""
     table = 'Odd "Table" é'
     channel = 'it\'s a "chan" $function$'
     column = 'ti"tle'
     await execute(
-        pg_url, f"CREATE TABLE {quote_ident(table)} ({quote_ident(column)} text, other text)"
+        pg_url,
+        f"CREATE TABLE {quote_ident(table)} ({quote_ident(column)} text, other text,"
+        ' "select" text, "MiXed" text)',
     )
     sources = {name: f"{table}.other" for name in CUSTOM_SOURCES}
     sources["projects"] = f"{table}.{column}"
-    settings = make_settings(pg_url, sources=sources, pg_channel=channel)
+    sources["project_locations"] = f"{table}.select"
+    sources["expense_files"] = f"{table}.MiXed"
+    settings = make_settings(pg_url, sources=sources, pg_channel=channel, trigger_mode=mode)
     report = await migrate(settings)
     assert report.check.ok
-    assert await tables_with_trigger(pg_url) == [table]
+    assert report.check.installed_mode == mode
+    await assert_mode_installed(pg_url, mode, (table,))
+    assert not (await migrate(settings)).repaired
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         listening = Listener(pg_url, channel)
         try:
             perform(conn, table, "INSERT", "v", column=column)
             assert listening.drain(conn) == [table]
+            for changed in ("select", "MiXed", "other", column):
+                perform(conn, table, "UPDATE", changed, column=changed)
+                assert listening.drain(conn) == [table], changed
         finally:
             listening.close()
 
@@ -581,13 +902,35 @@ async def test_identifiers_and_channel_with_quotes_are_quoted(pg_url: str) -> No
 # --- Notifications -------------------------------------------------------------------------------
 
 
+def set_column(conn: psycopg.Connection[Any], table: str, column: str, value: object) -> None:
+    """``UPDATE table SET column = value`` on every row (``value`` inlined; None is NULL)."""
+    query = sql.SQL("UPDATE {} SET {} = {}")
+    conn.execute(query.format(sql.Identifier(table), sql.Identifier(column), sql.Literal(value)))
+
+
+def rows_differing(conn: psycopg.Connection[Any], table: str, column: str, value: object) -> int:
+    """How many rows an ``UPDATE ... SET column = value`` would change the text of."""
+    query = sql.SQL("SELECT count(*) FROM {} WHERE {}::text IS DISTINCT FROM {}::text").format(
+        sql.Identifier(table), sql.Identifier(column), sql.Literal(value)
+    )
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("trigger_mode", ["statement"])
 @pytest.mark.parametrize("table", TABLES)
-def test_each_operation_notifies_once_per_statement(
+def test_statement_mode_every_statement_notifies_once(
     table: str, writer: psycopg.Connection[Any], listener: Listener
 ) -> None:
+    """The design document's mode: every statement notifies, UPDATEs of anything included."""
     perform(writer, table, "INSERT", "a", rows=3)  # one multi-row statement: one notification
     assert listener.drain(writer) == [table]
     perform(writer, table, "UPDATE", "b")  # updates all three rows
+    assert listener.drain(writer) == [table]
+    perform(writer, table, "UPDATE", "b")  # the same value again
+    assert listener.drain(writer) == [table]
+    set_column(writer, table, NOT_VOCABULARY[table][0], None)
     assert listener.drain(writer) == [table]
     perform(writer, table, "DELETE", "b")
     assert_one_notification(listener.drain(writer), table, "DELETE")
@@ -602,7 +945,152 @@ def test_each_operation_notifies_once_per_statement(
     assert listener.drain(writer) == []
 
 
-def test_update_of_zero_rows_still_notifies(
+@pytest.mark.parametrize("table", TABLES)
+def test_precise_mode_updates_notify_only_when_the_vocabulary_can_change(
+    table: str, writer: psycopg.Connection[Any], listener: Listener
+) -> None:
+    perform(writer, table, "INSERT", "a", rows=3)  # one multi-row statement: one notification
+    assert listener.drain(writer) == [table]
+    perform(writer, table, "UPDATE", "b")  # renames three rows: still one notification
+    assert listener.drain(writer) == [table]
+    perform(writer, table, "UPDATE", "b")  # the same value again
+    assert listener.drain(writer) == []
+    writer.execute(
+        sql.SQL("UPDATE {t} SET {c} = {c}").format(
+            t=sql.Identifier(table), c=sql.Identifier(COLUMN[table])
+        )
+    )
+    assert listener.drain(writer) == []
+    for other in NOT_VOCABULARY[table]:
+        writer.execute(
+            sql.SQL("UPDATE {t} SET {c} = {c}").format(
+                t=sql.Identifier(table), c=sql.Identifier(other)
+            )
+        )
+    set_column(writer, table, NOT_VOCABULARY[table][0], None)
+    assert listener.drain(writer) == []
+    perform(writer, table, "DELETE", "b")
+    assert_one_notification(listener.drain(writer), table, "DELETE")
+    perform(writer, table, "INSERT", "c", rows=2)
+    assert listener.drain(writer) == [table]
+    perform(writer, table, "TRUNCATE")
+    assert sorted(listener.drain(writer)) == sorted({table} | CASCADES[table])
+
+    with pytest.raises(RuntimeError), writer.transaction():  # noqa: PT012
+        perform(writer, table, "INSERT", "rolled back")
+        perform(writer, table, "UPDATE", "rolled back too")
+        raise RuntimeError
+    assert listener.drain(writer) == []
+
+
+def test_precise_mode_non_vocabulary_updates_send_nothing(
+    writer: psycopg.Connection[Any], listener: Listener
+) -> None:
+    writer.execute(
+        'INSERT INTO "Project" (project_name, location, budget)'
+        " VALUES ('P', 'L', 1), ('Q', NULL, 2)"
+    )
+    listener.drain(writer)
+    writer.execute('UPDATE "Project" SET budget = budget + 1')
+    writer.execute("UPDATE \"Project\" SET updated_at = now() WHERE project_name = 'P'")
+    writer.execute(
+        'UPDATE "Project" SET budget = 0, project_name = project_name, location = location'
+    )
+    writer.execute('UPDATE "Project" SET budget = NULL WHERE false')  # no row at all
+    assert listener.drain(writer) == []
+    writer.execute("UPDATE \"Project\" SET budget = 5, location = 'M' WHERE project_name = 'Q'")
+    assert listener.drain(writer) == ["Project"]  # one vocabulary column among others
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "notifies"),
+    [
+        (None, "value", True),
+        ("value", None, True),
+        (None, None, False),
+        ("value", "value", False),
+        ("value", "Value", True),
+        ("value", "value ", True),
+        ("", None, True),  # neither is in the vocabulary, but the text differs: harmless extra
+        ("", "", False),
+    ],
+)
+def test_precise_mode_null_safe_comparison(
+    writer: psycopg.Connection[Any],
+    listener: Listener,
+    before: str | None,
+    after: str | None,
+    notifies: bool,
+) -> None:
+    perform(writer, "ExpensesColumn", "INSERT", "other")
+    set_column(writer, "ExpensesColumn", "column_name", before)
+    listener.drain(writer)
+    set_column(writer, "ExpensesColumn", "column_name", after)
+    assert listener.drain(writer) == (["ExpensesColumn"] if notifies else [])
+
+
+def test_precise_mode_many_renamed_rows_send_one_notification(
+    writer: psycopg.Connection[Any], listener: Listener
+) -> None:
+    """The row trigger fires per changed row; PostgreSQL folds identical notifications of one
+    transaction into one."""
+    perform(writer, "Project", "INSERT", "old name", rows=2000)
+    listener.drain(writer)
+    perform(writer, "Project", "UPDATE", "new name")
+    assert listener.drain(writer) == ["Project"]
+    with writer.transaction():
+        perform(writer, "Project", "UPDATE", "newer name")
+        perform(writer, "ExpensesColumn", "INSERT", "x")
+        perform(writer, "Project", "UPDATE", "newest name")
+    assert sorted(listener.drain(writer)) == ["ExpensesColumn", "Project"]
+
+
+def test_precise_mode_sees_a_change_made_by_a_before_trigger(
+    writer: psycopg.Connection[Any], listener: Listener
+) -> None:
+    """Why the UPDATE trigger has no ``UPDATE OF <columns>`` list: a BEFORE trigger can change a
+    vocabulary column that the statement does not name."""
+    writer.execute(
+        "CREATE FUNCTION public.derive_location() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN NEW.location := 'Zone ' || NEW.budget; RETURN NEW; END $$"
+    )
+    writer.execute(
+        'CREATE TRIGGER derive_location BEFORE UPDATE ON "Project"'
+        " FOR EACH ROW EXECUTE FUNCTION public.derive_location()"
+    )
+    writer.execute("INSERT INTO \"Project\" (project_name, budget) VALUES ('P', 1)")
+    listener.drain(writer)
+    writer.execute('UPDATE "Project" SET budget = 2')
+    assert listener.drain(writer) == ["Project"]
+    writer.execute('UPDATE "Project" SET budget = 2')
+    assert listener.drain(writer) == []
+
+
+async def test_precise_mode_compares_text_not_the_type_equality(pg_url: str) -> None:
+    """numeric says 1.0 = 1.00, but the vocabulary holds the text, which changed."""
+    await execute(
+        pg_url,
+        'CREATE TABLE "Codes" (code numeric)',
+        'CREATE TABLE "Names" (name varchar(20))',
+        'INSERT INTO "Codes" VALUES (1.0)',
+    )
+    sources = {name: "Names.name" for name in CUSTOM_SOURCES}
+    sources["expense_categories"] = "Codes.code"
+    settings = make_settings(pg_url, sources=sources)
+    assert (await migrate(settings)).check.ok
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        listening = Listener(pg_url)
+        try:
+            conn.execute('UPDATE "Codes" SET code = 1.00')
+            assert listening.drain(conn) == ["Codes"]
+            conn.execute('UPDATE "Codes" SET code = 1.00')
+            assert listening.drain(conn) == []
+        finally:
+            listening.close()
+
+
+@pytest.mark.parametrize("trigger_mode", ["statement"])
+def test_statement_mode_update_of_zero_rows_still_notifies(
     writer: psycopg.Connection[Any], listener: Listener
 ) -> None:
     """Statement triggers fire per statement, whether or not a row matched."""
@@ -610,30 +1098,36 @@ def test_update_of_zero_rows_still_notifies(
     assert listener.drain(writer) == ["ExpensesColumn"]
 
 
+@pytest.mark.parametrize("trigger_mode", TRIGGER_MODES)
 def test_failing_notify_never_fails_the_write(
-    failing_writer: tuple[psycopg.Connection[Any], list[str]], migrated_url: str
+    failing_writer: tuple[psycopg.Connection[Any], list[str]],
+    migrated_url: str,
+    trigger_mode: TriggerMode,
 ) -> None:
     conn, warnings = failing_writer
     listening = Listener(migrated_url)
     steps = [
-        ("INSERT", "kept", ["kept", "kept"]),
-        ("UPDATE", "changed", ["changed", "changed"]),
-        ("DELETE", "changed", []),
-        ("INSERT", "again", ["again"]),
-        ("TRUNCATE", "", []),
+        ("INSERT", "kept", ["kept", "kept"], True),
+        ("UPDATE", "changed", ["changed", "changed"], True),
+        ("UPDATE", "changed", ["changed", "changed"], trigger_mode == "statement"),
+        ("DELETE", "changed", [], True),
+        ("INSERT", "again", ["again"], True),
+        ("TRUNCATE", "", [], True),
     ]
     try:
-        for op, value, expected in steps:
+        for op, value, expected, notified in steps:
             warnings.clear()
             perform(conn, "Project", op, value, rows=len(expected) or 1)
             with psycopg.connect(migrated_url) as other:  # another session sees the commit
                 rows = other.execute('SELECT project_name FROM "Project"').fetchall()
             assert [row[0] for row in rows] == expected, op
-            assert any(
-                w.startswith("vocabsync: failed to notify vocabulary change on Project:")
-                and "channel name too long" in w
+            failed = [
+                w
                 for w in warnings
-            ), (op, warnings)
+                if w.startswith("vocabsync: failed to notify vocabulary change on Project:")
+                and "channel name too long" in w
+            ]
+            assert bool(failed) == notified, (op, warnings)
             assert listening.drain(conn) == []  # nothing reached the real channel
     finally:
         listening.close()
@@ -646,17 +1140,26 @@ def test_failing_notify_never_fails_the_write(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(table=st.sampled_from(TABLES), op=WRITE_OPS, value=VALUES, rows=st.integers(1, 4))
+@pytest.mark.parametrize("trigger_mode", TRIGGER_MODES)
 def test_property_triggers_publish_for_all_operations(
     writer: psycopg.Connection[Any],
     listener: Listener,
+    trigger_mode: TriggerMode,
     table: str,
     op: str,
     value: str,
     rows: int,
 ) -> None:
     """Feature: real-time-vocabulary-sync, Property 1: Database triggers publish notifications for all operations"""  # noqa: E501
+    # Precise mode: an UPDATE that changes no row's vocabulary text cannot change the
+    # vocabulary, and sends nothing; every other operation notifies.
+    changes = op != "UPDATE" or rows_differing(writer, table, COLUMN[table], value) > 0
     perform(writer, table, op, value, rows=rows)
-    assert_one_notification(listener.drain(writer), table, op)
+    payloads = listener.drain(writer)
+    if trigger_mode == "statement" or changes:
+        assert_one_notification(payloads, table, op)
+    else:
+        assert payloads == []
 
 
 TABLE_NAMES = st.text(
@@ -673,8 +1176,14 @@ TABLE_NAMES = st.text(
     op=WRITE_OPS,
     value=VALUES,
 )
+@pytest.mark.parametrize("trigger_mode", TRIGGER_MODES)
 def test_property_trigger_payload_is_the_table_name(
-    writer: psycopg.Connection[Any], listener: Listener, table: str, op: str, value: str
+    writer: psycopg.Connection[Any],
+    listener: Listener,
+    trigger_mode: TriggerMode,
+    table: str,
+    op: str,
+    value: str,
 ) -> None:
     """Feature: real-time-vocabulary-sync, Property 8: Trigger function includes table name in payload"""  # noqa: E501
     column = COLUMN.get(table)
@@ -683,9 +1192,12 @@ def test_property_trigger_payload_is_the_table_name(
         writer.execute(
             sql.SQL("CREATE TABLE IF NOT EXISTS {} (term text)").format(sql.Identifier(table))
         )
-        sources = SourceMap({**DEFAULTS.sources, "projects": FieldSource(table, column)})
-        writer.execute(render_trigger_sql(sources, CHANNEL))
-        listener.drain(writer)  # DDL sends nothing, but start from a clean slate anyway
+        # Every field from this table, so the rendering touches no other table's triggers.
+        sources = SourceMap({name: FieldSource(table, column) for name in DEFAULTS.sources})
+        writer.execute(render_trigger_sql(sources, CHANNEL, mode=trigger_mode))
+    if op == "UPDATE":  # a row whose value the UPDATE changes, so both modes notify
+        perform(writer, table, "INSERT", value + "~", column=column)
+    listener.drain(writer)
     perform(writer, table, op, value, column=column)
     payloads = listener.drain(writer)
     assert_one_notification(payloads, table, op)
@@ -699,8 +1211,10 @@ def test_property_trigger_payload_is_the_table_name(
     op=st.sampled_from(["INSERT", "UPDATE", "DELETE", "TRUNCATE"]),
     value=VALUES,
 )
+@pytest.mark.parametrize("trigger_mode", TRIGGER_MODES)
 def test_property_failing_trigger_never_fails_the_write(
     failing_writer: tuple[psycopg.Connection[Any], list[str]],
+    trigger_mode: TriggerMode,
     table: str,
     op: str,
     value: str,
@@ -718,6 +1232,11 @@ def test_property_failing_trigger_never_fails_the_write(
         return int(row[0]), int(row[1])
 
     matching_before, total_before = counts()
+    notifies = (
+        trigger_mode == "statement"
+        or op != "UPDATE"
+        or rows_differing(conn, table, COLUMN[table], value) > 0
+    )
     perform(conn, table, op, value)
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # committed
 
@@ -728,6 +1247,9 @@ def test_property_failing_trigger_never_fails_the_write(
         "TRUNCATE": (0, 0),
     }[op]
     assert counts() == expected
-    assert any(
-        w.startswith(f"vocabsync: failed to notify vocabulary change on {table}:") for w in warnings
-    ), warnings
+    failed = [
+        w
+        for w in warnings
+        if w.startswith(f"vocabsync: failed to notify vocabulary change on {table}:")
+    ]
+    assert bool(failed) == notifies, warnings

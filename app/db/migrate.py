@@ -4,11 +4,19 @@ The migrations are the Supabase CLI's files (``supabase/migrations/*.sql``, appl
 order), so a project that uses ``supabase db push`` and one that uses ``vocabsync migrate`` end up
 with the same database. Two differences make ``migrate`` safe to run on every deploy:
 
-* the trigger migration is applied as rendered from the configured mapping and channel (for the
-  defaults that is the file's exact text), and the default tables are not created for a custom
-  mapping;
-* after applying, it checks the triggers and reinstalls them if they were dropped, disabled or
-  altered (the trigger SQL is idempotent), so a trigger lost with a recreated table comes back.
+* each trigger migration is applied as rendered from the configured mapping, channel and trigger
+  mode (for the defaults and the file's own mode that is the file's exact text), and the default
+  tables are not created for a custom mapping;
+* after applying, it checks the triggers and reinstalls them if they were dropped, disabled,
+  altered, cover other columns than the mapping's, or belong to the other trigger mode (the
+  trigger SQL is idempotent), so a trigger lost with a recreated table comes back, a column added
+  to VOCABSYNC_SOURCES gets covered, and ``--mode`` switches modes in one transaction.
+
+There are two trigger migrations: the first release's (statement mode) and the precise mode's
+that replaced it. Supabase CLI users who applied the first get the second from ``supabase db
+push``; a new database applies both, in order. ``vocabsync migrate`` renders both for the
+configured mode, so the ledger's entry for a trigger migration means "the triggers were installed
+at that point", whatever the mode.
 
 Applied migrations are recorded in ``public.vocabsync_migrations``. Every step runs in its own
 transaction under one advisory lock, so concurrent ``vocabsync migrate`` runs (several instances
@@ -31,7 +39,13 @@ import psycopg
 import app
 from app.config import Settings
 from app.db.connection import AsyncConn, connect, describe_pg_error
-from app.db.triggers import DEFAULT_CHANNEL, TriggerCheck, check_triggers, render_trigger_sql
+from app.db.triggers import (
+    DEFAULT_CHANNEL,
+    TriggerCheck,
+    TriggerMode,
+    check_triggers,
+    render_trigger_sql,
+)
 from app.errors import ConfigurationError, DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -39,6 +53,12 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR_ENV: Final = "VOCABSYNC_MIGRATIONS_DIR"
 BASE_SCHEMA_SUFFIX: Final = "_vocabulary_base_schema.sql"
 TRIGGERS_SUFFIX: Final = "_vocabulary_sync_triggers.sql"
+PRECISE_TRIGGERS_SUFFIX: Final = "_vocabulary_precise_triggers.sql"
+TRIGGER_MIGRATIONS: Final[dict[str, TriggerMode]] = {
+    TRIGGERS_SUFFIX: "statement",
+    PRECISE_TRIGGERS_SUFFIX: "precise",
+}
+"""The trigger migrations, by name suffix, and the mode each committed file was rendered in."""
 
 MIGRATION_LOCK_KEY: Final = int.from_bytes(b"vsmigrat", "big")
 """Advisory lock key held by every migration transaction (a fixed bigint, ASCII ``vsmigrat``)."""
@@ -195,7 +215,7 @@ async def _migrate(
                 "%s: reinstalling the triggers", problem, extra={"action": "trigger_problem"}
             )
         async with _locked_transaction(conn):
-            await conn.execute(render_trigger_sql(settings.sources, settings.pg_channel))
+            await conn.execute(_install_sql(settings))
         repaired = True
         logger.info("reinstalled the triggers", extra={"action": "triggers_repaired"})
         result = await check_triggers(conn, settings)
@@ -209,22 +229,36 @@ async def _migrate(
     )
 
 
+def trigger_migration_mode(name: str) -> TriggerMode | None:
+    """The mode a trigger migration file was rendered in; None for other migrations."""
+    return next((m for s, m in TRIGGER_MIGRATIONS.items() if name.endswith(s)), None)
+
+
+def _install_sql(settings: Settings) -> str:
+    """The configured mode's triggers, dropping the other mode's: what migrate always runs."""
+    return render_trigger_sql(
+        settings.sources, settings.pg_channel, mode=settings.trigger_mode, drop_other_modes=True
+    )
+
+
 async def _migration_sql(conn: AsyncConn, settings: Settings, migration: Migration) -> str:
-    """The SQL to run: the file's, or for the trigger migration the configuration's rendering."""
-    if not migration.name.endswith(TRIGGERS_SUFFIX):
+    """The SQL to run: the file's, or for a trigger migration the configuration's rendering."""
+    file_mode = trigger_migration_mode(migration.name)
+    if file_mode is None:
         return migration.text
     # Fail with a clear message before CREATE TRIGGER fails with "relation does not exist".
     _require_configuration(await check_triggers(conn, settings))
-    rendered = render_trigger_sql(settings.sources, settings.pg_channel)
     defaults = settings.sources.is_default and settings.pg_channel == DEFAULT_CHANNEL
-    if defaults and rendered != migration.text:
+    if defaults and render_trigger_sql(settings.sources, DEFAULT_CHANNEL, mode=file_mode) != (
+        migration.text
+    ):
         logger.warning(
             "%s differs from render_trigger_sql(); applying the rendering (regenerate the "
             "file rather than editing it)",
             migration.name,
             extra={"action": "migration_file_differs", "migration": migration.name},
         )
-    return rendered
+    return _install_sql(settings)
 
 
 def _require_configuration(result: TriggerCheck) -> None:

@@ -1,10 +1,25 @@
 """The NOTIFY triggers: their SQL, rendered from the field -> column mapping, and their check.
 
-The committed migration ``supabase/migrations/20261128000100_vocabulary_sync_triggers.sql`` is
-this module's rendering for the default mapping and channel (a test keeps the two byte-identical),
-so ``supabase db push`` can apply it. ``vocabsync migrate`` applies the rendering for the configured
-mapping and channel instead: a deployment whose tables are named differently changes
-configuration, not code.
+Two modes (``VOCABSYNC_TRIGGER_MODE``, ``vocabsync migrate --mode``):
+
+* ``precise`` (the default): INSERT, DELETE and TRUNCATE notify once per statement; an UPDATE
+  notifies only when the text of a vocabulary column of some row changed. NOTIFY serialises
+  committing transactions cluster-wide, so writes that cannot change the vocabulary must not send
+  one (ARCHITECTURE invariant 5, docs/write-path.md).
+* ``statement``: the design document's triggers, every statement notifies, UPDATEs included.
+
+Both modes share the function and the statement trigger's name (``vocabulary_change_trigger``, the
+design document's); precise mode adds a row-level ``vocabulary_update_trigger``. So switching is
+``CREATE OR REPLACE`` of one and ``CREATE`` or ``DROP`` of the other, in one transaction: no moment
+without triggers, none with both modes' UPDATE triggers.
+
+The committed migrations are this module's renderings for the default mapping and channel (tests
+keep them byte-identical): ``20261128000100_vocabulary_sync_triggers.sql`` in statement mode (the
+first release; already applied in existing deployments, so never edited) and
+``20261128000200_vocabulary_precise_triggers.sql`` in precise mode, which ``supabase db push``
+applies on top of it. ``vocabsync migrate`` applies the rendering for the configured mapping,
+channel and mode instead: a deployment whose tables are named differently changes configuration,
+not code.
 
 Quoting uses :mod:`psycopg.sql` without a connection (``as_string()`` with no context, available
 since psycopg 3.2, which the project requires): identifiers are double-quoted with embedded double
@@ -16,7 +31,7 @@ the committed file can be compared with the rendering in a plain unit test.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
@@ -29,20 +44,25 @@ from app.sources import SourceMap
 FUNCTION_SIGNATURE: Final = "public.notify_vocabulary_change()"
 """The trigger function, schema-qualified so the trigger does not depend on a search_path."""
 TRIGGER_NAME: Final = "vocabulary_change_trigger"
-"""The name of the trigger on every vocabulary table (the design document's name)."""
+"""The statement-level trigger on every vocabulary table, in both modes (the design document's
+name): INSERT, DELETE and TRUNCATE, plus UPDATE in statement mode."""
+UPDATE_TRIGGER_NAME: Final = "vocabulary_update_trigger"
+"""Precise mode's row-level UPDATE trigger, filtered by a WHEN condition on the vocabulary
+columns."""
+TRIGGER_NAMES: Final = (TRIGGER_NAME, UPDATE_TRIGGER_NAME)
+"""Every trigger name any mode uses: installing one mode drops the names it does not use."""
 DEFAULT_CHANNEL: Final = "vocabulary_changed"
 
-TriggerMode = Literal["statement"]
-"""How the triggers fire.
+TriggerMode = Literal["precise", "statement"]
+"""How the triggers fire (``Settings.trigger_mode``).
 
-``statement``: one AFTER ... FOR EACH STATEMENT trigger per table on INSERT, UPDATE, DELETE and
-TRUNCATE, so a bulk statement sends one notification. A later mode that notifies on UPDATE only
-when a vocabulary column changed (a row-level UPDATE trigger with
-``WHEN (OLD.col IS DISTINCT FROM NEW.col)`` beside a statement-level one for the other events)
-adds its name here and its shapes in :func:`trigger_specs`; rendering, rollback and the check all
-work from those specs.
+``precise``: per table, ``vocabulary_change_trigger`` AFTER INSERT OR DELETE OR TRUNCATE FOR EACH
+STATEMENT, and ``vocabulary_update_trigger`` AFTER UPDATE FOR EACH ROW WHEN the text of the
+table's vocabulary columns differs between OLD and NEW. ``statement``: one AFTER INSERT OR UPDATE
+OR DELETE OR TRUNCATE FOR EACH STATEMENT trigger per table, so every statement notifies.
 """
-TRIGGER_MODES: Final[tuple[str, ...]] = get_args(TriggerMode)
+TRIGGER_MODES: Final[tuple[TriggerMode, ...]] = get_args(TriggerMode)
+DEFAULT_TRIGGER_MODE: Final[TriggerMode] = "precise"
 
 # pg_trigger.tgtype bits (src/include/catalog/pg_trigger.h).
 TGTYPE_ROW: Final = 1
@@ -82,6 +102,22 @@ class TriggerSpec:
     name: str
     events: tuple[str, ...]
     for_each_row: bool = False
+    when_columns: tuple[str, ...] = ()
+    """Row-level UPDATE trigger only: fire when the text of these columns changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledTrigger:
+    """What the catalog says about one installed trigger."""
+
+    tgtype: int
+    enabled: str
+    calls_function: bool
+    called: str
+    has_when: bool
+    update_columns: int
+    definition: str
+    """``pg_get_triggerdef()``: the WHEN condition as PostgreSQL prints it."""
 
 
 @dataclass(slots=True)
@@ -95,6 +131,11 @@ class TriggerCheck:
     configuration_problems: list[str] = field(default_factory=list)
     """The problems (also in ``problems``) that reinstalling the triggers cannot fix: missing
     tables or columns, views. They need VOCABSYNC_SOURCES or the schema changed."""
+    mode: TriggerMode = DEFAULT_TRIGGER_MODE
+    """The mode checked for (the configured one)."""
+    installed_mode: TriggerMode | None = None
+    """The mode whose triggers are installed exactly as rendered on every table (whatever the
+    function looks like); None when neither mode's are."""
 
 
 def quote_ident(name: str) -> str:
@@ -119,16 +160,57 @@ def quote_literal(value: str) -> str:
     return sql.Literal(value).as_string().lstrip()
 
 
-def trigger_specs(sources: SourceMap, mode: TriggerMode = "statement") -> list[TriggerSpec]:
+def trigger_specs(
+    sources: SourceMap, mode: TriggerMode = DEFAULT_TRIGGER_MODE
+) -> list[TriggerSpec]:
     """The triggers ``mode`` installs for ``sources``, in table order."""
     _require_mode(mode)
-    events = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
-    return [TriggerSpec(table=table, name=TRIGGER_NAME, events=events) for table in sources.tables]
+    if mode == "statement":
+        events = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
+        return [TriggerSpec(table, TRIGGER_NAME, events) for table in sources.tables]
+    specs: list[TriggerSpec] = []
+    for table in sources.tables:
+        specs.append(TriggerSpec(table, TRIGGER_NAME, ("INSERT", "DELETE", "TRUNCATE")))
+        specs.append(
+            TriggerSpec(
+                table,
+                UPDATE_TRIGGER_NAME,
+                ("UPDATE",),
+                for_each_row=True,
+                when_columns=sources.columns_of(table),
+            )
+        )
+    return specs
+
+
+def when_condition(columns: Sequence[str], separator: str = " IS DISTINCT FROM ") -> str:
+    """The WHEN condition of the row-level UPDATE trigger: did the text of ``columns`` change?
+
+    Compares ``ROW(...)::text``, the columns' text as the loader reads it, rather than each
+    column with ``=``: a type's equality can call different texts equal (citext ignores case,
+    numeric ignores trailing zeros, a nondeterministic collation ignores accents), and the
+    vocabulary would change without a notification. The row's text form is injective (NULL and
+    '' differ), and ``IS DISTINCT FROM`` keeps the comparison NULL-safe.
+    """
+    old, new = (_row_text(row, columns, quote_ident) for row in ("OLD", "NEW"))
+    return f"{old}{separator}{new}"
+
+
+def _row_text(row: str, columns: Sequence[str], quote: Callable[[str], str]) -> str:
+    return f"(ROW({', '.join(f'{row}.{quote(column)}' for column in columns)}))::text"
+
+
+def printed_when_condition(quoted_columns: Sequence[str]) -> str:
+    """:func:`when_condition` as ``pg_get_triggerdef()`` prints it , given the columns as the
+    server's ``quote_ident()`` quotes them (only where needed). PostgreSQL has printed these
+    expressions alike for many releases; the tests run on 15 and 18."""
+    old, new = (_row_text(row, quoted_columns, str) for row in ("old", "new"))
+    return f"({old} IS DISTINCT FROM {new})"
 
 
 # --- Rendering ---------------------------------------------------------------------------------
 
-_TRIGGERS_HEADER: Final = """\
+_STATEMENT_HEADER: Final = """\
 -- vocabsync: real-time vocabulary sync triggers (PostgreSQL >= 14).
 --
 -- Every INSERT, UPDATE, DELETE or TRUNCATE on a vocabulary table sends one NOTIFY with the
@@ -151,9 +233,58 @@ _TRIGGERS_HEADER: Final = """\
 -- VOCABSYNC_PG_CHANNEL in place of this file, and reinstalls triggers that were dropped or
 -- altered.
 """
+"""Statement mode's header: the first release's migration file, kept byte for byte."""
+
+_PRECISE_HEADER: Final = """\
+-- vocabsync: real-time vocabulary sync triggers, precise mode (PostgreSQL >= 14).
+--
+-- Replaces the statement-mode triggers of 20261128000100_vocabulary_sync_triggers.sql, which
+-- notify on every UPDATE, with two triggers per vocabulary table:
+--
+--   vocabulary_change_trigger  AFTER INSERT OR DELETE OR TRUNCATE, FOR EACH STATEMENT: one NOTIFY
+--                              per statement, as before (a bulk import sends one);
+--   vocabulary_update_trigger  AFTER UPDATE, FOR EACH ROW, only WHEN the text of the table's
+--                              vocabulary columns changed (NULL-safe). An UPDATE of other
+--                              columns, or one writing the values already there, sends nothing.
+--
+-- Why: NOTIFY takes a cluster-wide lock at commit and holds it through the WAL flush, so
+-- notifying transactions commit one at a time; writes that cannot change the vocabulary should
+-- not queue for that lock (docs/write-path.md). The comparison is on the columns' text, as the
+-- bridge reads them: a change the column type's equality ignores (citext case, numeric scale)
+-- still notifies. There is deliberately no UPDATE OF column list: it would miss a vocabulary
+-- column changed by a BEFORE trigger of an UPDATE that does not name it.
+--
+-- The payload is the table's name. PostgreSQL delivers a notification only when the transaction
+-- commits (a rolled-back write sends nothing) and folds identical ones within a transaction, so
+-- an UPDATE that renames many rows still sends one. A DELETE or TRUNCATE that cascades through a
+-- foreign key also notifies for the tables it cascades to. The bridge
+-- (python -m app.services.vocabulary_sync_bridge) LISTENs and forwards it to Redis.
+--
+-- Writes never pay for a failed notify: the function catches its own errors and only raises a
+-- WARNING. It runs with a fixed, empty search_path (the Supabase linter's
+-- function_search_path_mutable) and so calls pg_catalog.pg_notify fully qualified.
+--
+-- Re-running this file is a no-op (CREATE OR REPLACE FUNCTION / CREATE OR REPLACE TRIGGER).
+-- Undo it with supabase/rollback/20261128000100_vocabulary_sync_triggers_down.sql (both modes).
+-- `vocabsync migrate --mode statement` (or VOCABSYNC_TRIGGER_MODE=statement) installs statement
+-- mode instead.
+--
+-- Generated by app.db.triggers.render_trigger_sql() for the default tables and the channel
+-- 'vocabulary_changed'; a test keeps this file identical to that rendering, so do not edit it by
+-- hand. `vocabsync migrate` applies the rendering for the configured VOCABSYNC_SOURCES,
+-- VOCABSYNC_PG_CHANNEL and VOCABSYNC_TRIGGER_MODE in place of this file, and reinstalls triggers
+-- that were dropped or altered.
+"""
+
+_HEADERS: Final[Mapping[TriggerMode, str]] = {
+    "statement": _STATEMENT_HEADER,
+    "precise": _PRECISE_HEADER,
+}
 
 _ROLLBACK_HEADER: Final = """\
--- vocabsync: undo supabase/migrations/20261128000100_vocabulary_sync_triggers.sql.
+-- vocabsync: undo the vocabulary sync triggers, in either mode:
+-- supabase/migrations/20261128000100_vocabulary_sync_triggers.sql (statement mode) and
+-- supabase/migrations/20261128000200_vocabulary_precise_triggers.sql (precise mode).
 --
 -- Kept outside supabase/migrations so the Supabase CLI never applies it. Run it by hand:
 --     psql "$DATABASE_URL" -f supabase/rollback/20261128000100_vocabulary_sync_triggers_down.sql
@@ -161,8 +292,8 @@ _ROLLBACK_HEADER: Final = """\
 -- database when they need to. Writes are unaffected.
 --
 -- `vocabsync migrate` reinstalls the triggers (it repairs missing ones), so stop running it while
--- they should stay off. To let `supabase db push` apply the migration again, mark it reverted:
---     supabase migration repair --status reverted 20261128000100
+-- they should stay off. To let `supabase db push` apply the migrations again, mark them reverted:
+--     supabase migration repair --status reverted 20261128000100 20261128000200
 --
 -- The function is dropped without CASCADE: if a trigger outside this list still uses it (left
 -- over from an older VOCABSYNC_SOURCES), this fails and changes nothing; drop that trigger first.
@@ -186,7 +317,8 @@ END;"""
 
 def function_body(channel: str) -> str:
     """The PL/pgSQL body of the trigger function (what ``pg_proc.prosrc`` holds, give or take
-    the surrounding newlines)."""
+    the surrounding newlines). Both modes and both trigger levels call it; an AFTER trigger's
+    return value is ignored."""
     return _FUNCTION_BODY.replace("{channel}", quote_literal(channel))
 
 
@@ -210,17 +342,38 @@ def _trigger_name_sql(name: str) -> str:
 
 def _create_trigger_sql(spec: TriggerSpec) -> str:
     level = "ROW" if spec.for_each_row else "STATEMENT"
+    when = ""
+    if spec.when_columns:
+        condition = when_condition(spec.when_columns, separator="\n          IS DISTINCT FROM ")
+        when = f"    WHEN ({condition})\n"
     return (
         f"CREATE OR REPLACE TRIGGER {_trigger_name_sql(spec.name)}\n"
         f"    AFTER {_events_sql(spec.events)} ON {quote_ident(spec.table)}\n"
         f"    FOR EACH {level}\n"
+        f"{when}"
         f"    EXECUTE FUNCTION {FUNCTION_SIGNATURE};\n"
     )
 
 
-def render_trigger_sql(sources: SourceMap, channel: str, *, mode: TriggerMode = "statement") -> str:
-    """The trigger migration for ``sources`` and ``channel``: the function, then one trigger per
-    table. For the default mapping and ``vocabulary_changed`` it is the committed migration file.
+def _drop_trigger_sql(table: str, name: str) -> str:
+    return f"DROP TRIGGER IF EXISTS {_trigger_name_sql(name)} ON {quote_ident(table)};\n"
+
+
+def render_trigger_sql(
+    sources: SourceMap,
+    channel: str,
+    *,
+    mode: TriggerMode = DEFAULT_TRIGGER_MODE,
+    drop_other_modes: bool = False,
+) -> str:
+    """The trigger migration for ``sources``, ``channel`` and ``mode``: the function, then each
+    table's triggers. For the default mapping and ``vocabulary_changed`` it is the committed
+    migration file of that mode.
+
+    ``drop_other_modes`` appends ``DROP TRIGGER IF EXISTS`` for the trigger names ``mode`` does
+    not use (statement mode drops precise mode's UPDATE trigger): what ``vocabsync migrate``
+    runs, so that switching modes leaves nothing behind. The committed files go without: each is
+    applied on a database that holds no trigger of a later mode.
 
     The channel is not validated here (settings do that), so tests can install a function whose
     notify fails.
@@ -229,7 +382,7 @@ def render_trigger_sql(sources: SourceMap, channel: str, *, mode: TriggerMode = 
     body = function_body(channel)
     tag = _dollar_tag(body)
     parts = [
-        _TRIGGERS_HEADER,
+        _HEADERS[mode],
         f"CREATE OR REPLACE FUNCTION {FUNCTION_SIGNATURE}\n"
         "    RETURNS trigger\n"
         "    LANGUAGE plpgsql\n"
@@ -237,18 +390,27 @@ def render_trigger_sql(sources: SourceMap, channel: str, *, mode: TriggerMode = 
         f"AS {tag}\n{body}\n{tag};\n",
     ]
     parts.extend(_create_trigger_sql(spec) for spec in specs)
+    if drop_other_modes:
+        used = {(spec.table, spec.name) for spec in specs}
+        drops = [
+            _drop_trigger_sql(table, name)
+            for table in sources.tables
+            for name in TRIGGER_NAMES
+            if (table, name) not in used
+        ]
+        if drops:
+            parts.append("".join(drops))
     return "\n".join(parts)
 
 
-def render_rollback_sql(sources: SourceMap, *, mode: TriggerMode = "statement") -> str:
-    """SQL that drops the triggers of ``sources`` and the function, in one transaction.
+def render_rollback_sql(sources: SourceMap) -> str:
+    """SQL that drops both modes' triggers on the tables of ``sources`` and the function, in one
+    transaction.
 
     Tables that no longer exist are fine (``DROP TRIGGER IF EXISTS`` only notices them).
     """
-    specs = trigger_specs(sources, mode)
     drops = "".join(
-        f"DROP TRIGGER IF EXISTS {_trigger_name_sql(spec.name)} ON {quote_ident(spec.table)};\n"
-        for spec in specs
+        _drop_trigger_sql(table, name) for table in sources.tables for name in TRIGGER_NAMES
     )
     return (
         f"{_ROLLBACK_HEADER}\n"
@@ -274,8 +436,8 @@ JOIN pg_catalog.pg_language l ON l.oid = p.prolang
 WHERE p.oid = pg_catalog.to_regprocedure(%s)
 """
 
-# One row per expected trigger: its table (if it exists), the table's columns, and the
-# installed trigger of that name (if any).
+# One row per (table, trigger name): the table (if it exists), its columns, and the installed
+# trigger of that name (if any).
 _TRIGGERS_QUERY: Final = """
 SELECT s.n,
        c.oid IS NOT NULL,
@@ -288,7 +450,8 @@ SELECT s.n,
        tr.tgfoid,
        tr.tgfoid::pg_catalog.regprocedure::text,
        tr.tgqual IS NOT NULL,
-       pg_catalog.cardinality(tr.tgattr::pg_catalog.int2[])
+       pg_catalog.cardinality(tr.tgattr::pg_catalog.int2[]),
+       pg_catalog.pg_get_triggerdef(tr.oid)
 FROM ROWS FROM (pg_catalog.unnest(%s::text[]), pg_catalog.unnest(%s::text[]))
      WITH ORDINALITY AS s(quoted, trigger_name, n)
 LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(s.quoted)
@@ -297,75 +460,141 @@ LEFT JOIN pg_catalog.pg_trigger tr
 ORDER BY s.n
 """
 
+# The server's own quoting (only where needed, by its keyword list), as pg_get_triggerdef uses.
+_QUOTE_QUERY: Final = """
+SELECT pg_catalog.quote_ident(u.name)
+FROM pg_catalog.unnest(%s::text[]) WITH ORDINALITY AS u(name, n)
+ORDER BY u.n
+"""
+
 
 async def check_triggers(
-    conn: AsyncConn, settings: Settings, *, mode: TriggerMode = "statement"
+    conn: AsyncConn, settings: Settings, *, mode: TriggerMode | None = None
 ) -> TriggerCheck:
     """Compare what is installed with what ``settings`` need; list every difference.
 
     Checks the function (present, a trigger function with the expected body for
     ``settings.pg_channel``: a function left from another channel would notify where nobody
-    listens), every table and vocabulary column of the mapping, and each table's trigger (AFTER,
-    FOR EACH STATEMENT, all four events, enabled, calling the function, unconditional).
+    listens), every table and vocabulary column of the mapping, and each table's triggers for
+    ``mode`` (default ``settings.trigger_mode``): timing, level, events, enabled, calling the
+    function, the WHEN condition comparing exactly the mapped columns, and no trigger of the other
+    mode left behind. Also finds which mode, if either, is completely installed: when it is not
+    the one checked for, that is the one problem reported about the triggers.
     """
+    mode = settings.trigger_mode if mode is None else mode
+    _require_mode(mode)
     sources = settings.sources
-    specs = trigger_specs(sources, mode)
-    problems: list[str] = []
+    function_problems: list[str] = []
     config_problems: list[str] = []
     missing_tables: list[str] = []
 
-    function_oid = await _check_function(conn, settings.pg_channel, problems)
+    function_oid = await _check_function(conn, settings.pg_channel, function_problems)
 
-    quoted = {spec.table: _quote_or_none(spec.table) for spec in specs}
-    for table, table_sql in quoted.items():
-        if table_sql is None:
+    checkable: list[str] = []
+    for table in sources.tables:
+        if _quote_or_none(table) is None:
             missing_tables.append(table)
             config_problems.append(
                 f"table name {table!r} is not a valid PostgreSQL identifier (empty, NUL or over "
                 f"{MAX_IDENTIFIER_BYTES} bytes): fix VOCABSYNC_SOURCES"
             )
-    checkable = [spec for spec in specs if quoted[spec.table] is not None]
+        else:
+            checkable.append(table)
 
+    pairs = [(table, name) for table in checkable for name in TRIGGER_NAMES]
     cursor = await conn.execute(
-        _TRIGGERS_QUERY,
-        ([quoted[spec.table] for spec in checkable], [spec.name for spec in checkable]),
+        _TRIGGERS_QUERY, ([quote_ident(table) for table, _ in pairs], [n for _, n in pairs])
     )
     rows = await cursor.fetchall()
-    seen_tables: set[str] = set()
-    for spec, row in zip(checkable, rows, strict=True):
+    present: list[str] = []
+    installed: dict[tuple[str, str], InstalledTrigger] = {}
+    for (table, name), row in zip(pairs, rows, strict=True):
         (_, exists, relkind, columns, has_trigger, tgtype, enabled, tgfoid, called, has_when,
-         n_update_columns) = row  # fmt: skip
-        table_sql = quote_ident(spec.table)
-        first_time = spec.table not in seen_tables
-        seen_tables.add(spec.table)
+         n_update_columns, definition) = row  # fmt: skip
         if not exists:
-            if first_time:
-                missing_tables.append(spec.table)
-                config_problems.append(_missing_table_problem(sources, spec.table))
+            if name == TRIGGER_NAMES[0]:
+                missing_tables.append(table)
+                config_problems.append(_missing_table_problem(sources, table))
             continue
-        if first_time:
-            config_problems.extend(_table_problems(sources, spec.table, relkind, columns))
-        if not has_trigger:
-            problems.append(f"trigger {spec.name} on {table_sql} is missing")
-            continue
-        problems.extend(
-            _trigger_problems(
-                spec,
+        if name == TRIGGER_NAMES[0]:
+            present.append(table)
+            config_problems.extend(_table_problems(sources, table, relkind, columns))
+        if has_trigger:
+            installed[(table, name)] = InstalledTrigger(
                 tgtype=tgtype,
                 enabled=enabled,
                 calls_function=function_oid is not None and tgfoid == function_oid,
                 called=called,
                 has_when=has_when,
                 update_columns=n_update_columns or 0,
+                definition=definition or "",
             )
-        )
-    problems = config_problems + problems
+
+    printed = await _server_quoted(
+        conn, list(dict.fromkeys(c for t in present for c in sources.columns_of(t)))
+    )
+    specs = {
+        m: [spec for spec in trigger_specs(sources, m) if spec.table in present]
+        for m in TRIGGER_MODES
+    }
+    per_mode = {m: _mode_problems(m, specs, installed, printed) for m in TRIGGER_MODES}
+    installed_mode: TriggerMode | None = None
+    if present and not config_problems:
+        installed_mode = next((m for m in TRIGGER_MODES if not per_mode[m]), None)
+
+    if installed_mode is not None and installed_mode != mode:
+        trigger_problems = [
+            f"the {installed_mode}-mode triggers are installed, but the configured mode is "
+            f"{mode} (VOCABSYNC_TRIGGER_MODE or `vocabsync migrate --mode`): `vocabsync "
+            "migrate` switches them"
+        ]
+    else:
+        trigger_problems = per_mode[mode]
+    problems = config_problems + function_problems + trigger_problems
     return TriggerCheck(
         ok=not problems,
         problems=problems,
         missing_tables=missing_tables,
         configuration_problems=config_problems,
+        mode=mode,
+        installed_mode=installed_mode,
     )
+
+
+async def _server_quoted(conn: AsyncConn, names: list[str]) -> dict[str, str]:
+    """``names`` quoted by the server's ``quote_ident()``."""
+    if not names:
+        return {}
+    cursor = await conn.execute(_QUOTE_QUERY, (names,))
+    return {name: row[0] for name, row in zip(names, await cursor.fetchall(), strict=True)}
+
+
+def _mode_problems(
+    mode: TriggerMode,
+    specs: Mapping[TriggerMode, list[TriggerSpec]],
+    installed: Mapping[tuple[str, str], InstalledTrigger],
+    printed: Mapping[str, str],
+) -> list[str]:
+    """What differs from ``mode``'s triggers on the existing tables, in table order."""
+    problems: list[str] = []
+    wanted = {(spec.table, spec.name): spec for spec in specs[mode]}
+    for (table, name), spec in wanted.items():
+        found = installed.get((table, name))
+        if found is None:
+            problems.append(f"trigger {name} on {quote_ident(table)} is missing")
+            continue
+        printed_when = None
+        if spec.when_columns and all(column in printed for column in spec.when_columns):
+            printed_when = printed_when_condition([printed[c] for c in spec.when_columns])
+        problems.extend(_trigger_problems(spec, found, printed_when))
+    for table, name in installed:
+        if (table, name) not in wanted:
+            owners = [m for m in TRIGGER_MODES if any(s.name == name for s in specs[m])]
+            problems.append(
+                f"trigger {name} on {quote_ident(table)} is not part of {mode} mode (left over "
+                f"from {' or '.join(owners) or 'an unknown'} mode)"
+            )
+    return problems
 
 
 def _missing_table_problem(sources: SourceMap, table: str) -> str:
@@ -434,16 +663,12 @@ def _table_problems(
 
 
 def _trigger_problems(
-    spec: TriggerSpec,
-    *,
-    tgtype: int,
-    enabled: str,
-    calls_function: bool,
-    called: str,
-    has_when: bool,
-    update_columns: int,
+    spec: TriggerSpec, found: InstalledTrigger, printed_when: str | None
 ) -> list[str]:
+    """How one installed trigger differs from ``spec``; ``printed_when`` is its expected WHEN
+    condition as the server prints it (None when it cannot be known: a column is missing)."""
     what = f"trigger {spec.name} on {quote_ident(spec.table)}"
+    tgtype = found.tgtype
     problems: list[str] = []
     if tgtype & TGTYPE_INSTEAD:
         problems.append(f"{what} fires INSTEAD OF instead of AFTER")
@@ -460,14 +685,25 @@ def _trigger_problems(
     extra = [e for e, bit in EVENT_BITS.items() if tgtype & bit and e not in spec.events]
     if extra:
         problems.append(f"{what} also fires on {', '.join(extra)}")
-    if update_columns:
+    if found.update_columns:
         problems.append(f"{what} fires only on UPDATE OF some columns")
-    if has_when:
-        problems.append(f"{what} has a WHEN condition")
-    if enabled == "D":
+    if not spec.when_columns:
+        if found.has_when:
+            problems.append(f"{what} has a WHEN condition")
+    elif not found.has_when:
+        problems.append(f"{what} has no WHEN condition, so it fires on every UPDATE")
+    elif printed_when is None or f" WHEN ({printed_when}) EXECUTE " not in found.definition:
+        columns = ", ".join(spec.when_columns)
+        problems.append(
+            f"{what} does not compare exactly the vocabulary columns ({columns}): "
+            "VOCABSYNC_SOURCES changed since it was installed, or it was edited"
+        )
+    if found.enabled == "D":
         problems.append(f"{what} is disabled")
-    elif enabled == "R":
+    elif found.enabled == "R":
         problems.append(f"{what} fires only in replica mode (ENABLE REPLICA TRIGGER)")
-    if not calls_function:
-        problems.append(f"{what} calls another function ({called}) instead of {FUNCTION_SIGNATURE}")
+    if not found.calls_function:
+        problems.append(
+            f"{what} calls another function ({found.called}) instead of {FUNCTION_SIGNATURE}"
+        )
     return problems

@@ -1,4 +1,6 @@
--- vocabsync: undo supabase/migrations/20261128000100_vocabulary_sync_triggers.sql.
+-- vocabsync: undo the vocabulary sync triggers, in either mode:
+-- supabase/migrations/20261128000100_vocabulary_sync_triggers.sql (statement mode) and
+-- supabase/migrations/20261128000200_vocabulary_precise_triggers.sql (precise mode).
 --
 -- Kept outside supabase/migrations so the Supabase CLI never applies it. Run it by hand:
 --     psql "$DATABASE_URL" -f supabase/rollback/20261128000100_vocabulary_sync_triggers_down.sql
@@ -6,8 +8,8 @@
 -- database when they need to. Writes are unaffected.
 --
 -- `vocabsync migrate` reinstalls the triggers (it repairs missing ones), so stop running it while
--- they should stay off. To let `supabase db push` apply the migration again, mark it reverted:
---     supabase migration repair --status reverted 20261128000100
+-- they should stay off. To let `supabase db push` apply the migrations again, mark them reverted:
+--     supabase migration repair --status reverted 20261128000100 20261128000200
 --
 -- The function is dropped without CASCADE: if a trigger outside this list still uses it (left
 -- over from an older VOCABSYNC_SOURCES), this fails and changes nothing; drop that trigger first.
@@ -18,10 +20,15 @@
 BEGIN;
 
 DROP TRIGGER IF EXISTS vocabulary_change_trigger ON "Project";
+DROP TRIGGER IF EXISTS vocabulary_update_trigger ON "Project";
 DROP TRIGGER IF EXISTS vocabulary_change_trigger ON "Expenses";
+DROP TRIGGER IF EXISTS vocabulary_update_trigger ON "Expenses";
 DROP TRIGGER IF EXISTS vocabulary_change_trigger ON "CashFlow";
+DROP TRIGGER IF EXISTS vocabulary_update_trigger ON "CashFlow";
 DROP TRIGGER IF EXISTS vocabulary_change_trigger ON "ExpensesColumn";
+DROP TRIGGER IF EXISTS vocabulary_update_trigger ON "ExpensesColumn";
 DROP TRIGGER IF EXISTS vocabulary_change_trigger ON "CashFlowColumn";
+DROP TRIGGER IF EXISTS vocabulary_update_trigger ON "CashFlowColumn";
 
 DROP FUNCTION IF EXISTS public.notify_vocabulary_change();
 
