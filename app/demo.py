@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from app.config import Settings
 from app.db.migrate import migrate
@@ -42,7 +43,10 @@ def seed(database_url: str, vocabulary: DemoVocabulary) -> None:
             ("ExpensesColumn", "column_name", vocabulary.expense_categories),
             ("CashFlowColumn", "column_name", vocabulary.cashflow_categories),
         ):
-            with cur.copy(f'COPY "{table}" ({column}) FROM STDIN') as copy:
+            statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(table), sql.Identifier(column)
+            )
+            with cur.copy(statement) as copy:
                 for value in values:
                     copy.write_row((value,))
 
