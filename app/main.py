@@ -12,27 +12,41 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api.routes import health, vocabulary
+from app.api.routes import health, matching, vocabulary
 from app.config import Settings
+from app.services.entity_matcher import EntityMatcher, entity_matcher
 from app.services.redis_vocabulary import RedisVocabularyCache, redis_vocabulary_cache
 
 logger = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings | None = None, cache: RedisVocabularyCache | None = None
+    settings: Settings | None = None,
+    cache: RedisVocabularyCache | None = None,
+    matcher: EntityMatcher | None = None,
 ) -> FastAPI:
-    """An app whose lifespan starts the cache's listener and stops it on shutdown."""
+    """An app whose lifespan starts the cache's listener and stops it on shutdown.
+
+    The entity matcher follows the cache's snapshots; its worker thread lives as long as the
+    lifespan, and startup waits (briefly) for its first index.
+    """
     vocabulary_cache = cache or RedisVocabularyCache(settings)
+    entity_matcher_ = matcher or EntityMatcher()
+    entity_matcher_.attach(vocabulary_cache)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.vocabulary_cache = vocabulary_cache
-        await vocabulary_cache.start_listener()
+        app.state.entity_matcher = entity_matcher_
+        entity_matcher_.start()
         try:
+            await vocabulary_cache.start_listener()
+            if vocabulary_cache.has_snapshot:
+                await entity_matcher_.wait_ready()
             yield
         finally:
             await vocabulary_cache.stop()
+            entity_matcher_.close()
 
     app = FastAPI(
         title="vocabsync",
@@ -41,8 +55,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(vocabulary.router)
+    app.include_router(matching.router)
     app.include_router(health.router)
     return app
 
 
-app = create_app(cache=redis_vocabulary_cache)
+app = create_app(cache=redis_vocabulary_cache, matcher=entity_matcher)
