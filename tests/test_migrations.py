@@ -301,6 +301,12 @@ def test_precise_specs_follow_the_mapping() -> None:
     assert update["Project"].when_columns == ("project_name", "location")
     assert update["Expenses"].when_columns == ("file_name",)
     assert all(spec.for_each_row and spec.events == ("UPDATE",) for spec in update.values())
+    assert all(spec.update_of == spec.when_columns for spec in update.values())
+    guarded = trigger_specs(DEFAULTS, "precise", before_update_tables={"Project"})
+    update = {spec.table: spec for spec in guarded if spec.name == UPDATE_TRIGGER_NAME}
+    assert update["Project"].update_of == ()  # a BEFORE trigger may change what is not named
+    assert update["Project"].when_columns == ("project_name", "location")
+    assert update["Expenses"].update_of == ("file_name",)
     statement = [spec for spec in specs if spec.name == TRIGGER_NAME]
     assert [spec.table for spec in statement] == list(TABLES)
     assert all(spec.events == ("INSERT", "DELETE", "TRUNCATE") for spec in statement)
@@ -541,7 +547,7 @@ def replace_trigger(name: str, shape: str) -> str:
             id="when",
         ),
         pytest.param(
-            [replace_trigger(UPDATE_TRIGGER_NAME, "AFTER UPDATE ON {t} FOR EACH ROW")],
+            [replace_trigger(UPDATE_TRIGGER_NAME, "AFTER UPDATE OF file_name ON {t} FOR EACH ROW")],
             [f"{CASHFLOW_UPDATE_TRIGGER} has no WHEN condition, so it fires on every UPDATE"],
             id="update-without-when",
         ),
@@ -549,6 +555,8 @@ def replace_trigger(name: str, shape: str) -> str:
             [replace_trigger(UPDATE_TRIGGER_NAME, "AFTER UPDATE ON {t} FOR EACH STATEMENT")],
             [
                 f"{CASHFLOW_UPDATE_TRIGGER} is FOR EACH STATEMENT instead of FOR EACH ROW",
+                f"{CASHFLOW_UPDATE_TRIGGER} fires on every UPDATE, not only on UPDATE OF the "
+                "vocabulary columns",
                 f"{CASHFLOW_UPDATE_TRIGGER} has no WHEN condition, so it fires on every UPDATE",
             ],
             id="update-statement-level",
@@ -558,6 +566,21 @@ def replace_trigger(name: str, shape: str) -> str:
                 replace_trigger(
                     UPDATE_TRIGGER_NAME,
                     "AFTER UPDATE ON {t} FOR EACH ROW"
+                    " WHEN ((ROW(OLD.file_name))::text IS DISTINCT FROM"
+                    " (ROW(NEW.file_name))::text)",
+                )
+            ],
+            [
+                f"{CASHFLOW_UPDATE_TRIGGER} fires on every UPDATE, not only on UPDATE OF the "
+                "vocabulary columns"
+            ],
+            id="update-without-column-list",
+        ),
+        pytest.param(
+            [
+                replace_trigger(
+                    UPDATE_TRIGGER_NAME,
+                    "AFTER UPDATE OF file_name ON {t} FOR EACH ROW"
                     " WHEN (OLD.file_name IS DISTINCT FROM NEW.file_name)",
                 )
             ],
@@ -571,7 +594,7 @@ def replace_trigger(name: str, shape: str) -> str:
             [
                 replace_trigger(
                     UPDATE_TRIGGER_NAME,
-                    "AFTER UPDATE ON {t} FOR EACH ROW"
+                    "AFTER UPDATE OF file_name ON {t} FOR EACH ROW"
                     " WHEN ((ROW(OLD.project_id))::text"
                     " IS DISTINCT FROM (ROW(NEW.project_id))::text)",
                 )
@@ -586,13 +609,30 @@ def replace_trigger(name: str, shape: str) -> str:
             [
                 replace_trigger(
                     UPDATE_TRIGGER_NAME,
-                    "AFTER UPDATE OF file_name ON {t} FOR EACH ROW"
+                    "AFTER UPDATE OF project_id ON {t} FOR EACH ROW"
                     " WHEN ((ROW(OLD.file_name))::text IS DISTINCT FROM"
                     " (ROW(NEW.file_name))::text)",
                 )
             ],
-            [f"{CASHFLOW_UPDATE_TRIGGER} fires only on UPDATE OF some columns"],
-            id="update-of-columns",
+            [
+                f"{CASHFLOW_UPDATE_TRIGGER} fires on UPDATE OF other columns (project_id) than "
+                "the vocabulary columns (file_name)"
+            ],
+            id="update-of-other-columns",
+        ),
+        pytest.param(
+            [
+                replace_trigger(
+                    TRIGGER_NAME,
+                    "AFTER INSERT OR UPDATE OF file_name OR DELETE OR TRUNCATE ON {t}"
+                    " FOR EACH STATEMENT",
+                )
+            ],
+            [
+                f"{CASHFLOW_TRIGGER} also fires on UPDATE",
+                f"{CASHFLOW_TRIGGER} fires only on UPDATE OF some columns",
+            ],
+            id="statement-update-of",
         ),
         pytest.param(
             [
@@ -603,6 +643,8 @@ def replace_trigger(name: str, shape: str) -> str:
             ],
             [
                 f"{CASHFLOW_UPDATE_TRIGGER} also fires on INSERT",
+                f"{CASHFLOW_UPDATE_TRIGGER} fires on every UPDATE, not only on UPDATE OF the "
+                "vocabulary columns",
                 f"{CASHFLOW_UPDATE_TRIGGER} has no WHEN condition, so it fires on every UPDATE",
             ],
             id="update-also-insert",
@@ -715,13 +757,11 @@ async def test_check_says_which_mode_is_installed_and_migrate_switches(pg_url: s
 async def test_left_over_update_trigger_is_reported_and_dropped(pg_url: str) -> None:
     statement = make_settings(pg_url, trigger_mode="statement")
     await migrate(statement)
-    precise_sql = render_trigger_sql(DEFAULTS, CHANNEL, mode="precise")
-    update_trigger = precise_sql[
-        precise_sql.index(
-            'CREATE OR REPLACE TRIGGER vocabulary_update_trigger\n    AFTER UPDATE ON "Expenses"'
-        ) :
-    ]
-    await execute(pg_url, update_trigger[: update_trigger.index(";") + 1])
+    await execute(
+        pg_url,
+        'CREATE TRIGGER vocabulary_update_trigger AFTER UPDATE OF file_name ON "Expenses"'
+        " FOR EACH ROW EXECUTE FUNCTION public.notify_vocabulary_change()",
+    )
 
     result = await check(statement)
     assert not result.ok
@@ -754,9 +794,11 @@ async def test_column_added_to_the_mapping_is_covered_after_migrate(pg_url: str)
             result = await check(after)
             assert not result.ok
             assert result.problems == [
+                'trigger vocabulary_update_trigger on "Project" fires on UPDATE OF other '
+                "columns (project_name) than the vocabulary columns (project_name, location)",
                 'trigger vocabulary_update_trigger on "Project" does not compare exactly the '
                 "vocabulary columns (project_name, location): VOCABSYNC_SOURCES changed since "
-                "it was installed, or it was edited"
+                "it was installed, or it was edited",
             ]
             report = await migrate(after)
             assert report.repaired
@@ -1045,11 +1087,12 @@ def test_precise_mode_many_renamed_rows_send_one_notification(
     assert sorted(listener.drain(writer)) == ["ExpensesColumn", "Project"]
 
 
-def test_precise_mode_sees_a_change_made_by_a_before_trigger(
-    writer: psycopg.Connection[Any], listener: Listener
+async def test_precise_mode_follows_changes_made_by_before_triggers(
+    migrated_url: str, writer: psycopg.Connection[Any], listener: Listener
 ) -> None:
-    """Why the UPDATE trigger has no ``UPDATE OF <columns>`` list: a BEFORE trigger can change a
-    vocabulary column that the statement does not name."""
+    """A BEFORE trigger can change a vocabulary column that the UPDATE does not name, which an
+    ``UPDATE OF <columns>`` trigger never sees: on such a table `migrate` installs the UPDATE
+    trigger without the column list, and `migrate --check` notices a BEFORE trigger added since."""
     writer.execute(
         "CREATE FUNCTION public.derive_location() RETURNS trigger LANGUAGE plpgsql AS $$"
         " BEGIN NEW.location := 'Zone ' || NEW.budget; RETURN NEW; END $$"
@@ -1058,12 +1101,33 @@ def test_precise_mode_sees_a_change_made_by_a_before_trigger(
         'CREATE TRIGGER derive_location BEFORE UPDATE ON "Project"'
         " FOR EACH ROW EXECUTE FUNCTION public.derive_location()"
     )
-    writer.execute("INSERT INTO \"Project\" (project_name, budget) VALUES ('P', 1)")
+    writer.execute("""INSERT INTO "Project" (project_name, budget) VALUES ('P', 1)""")
     listener.drain(writer)
     writer.execute('UPDATE "Project" SET budget = 2')
+    assert listener.drain(writer) == []  # missed: the change the issue is about
+
+    settings = make_settings(migrated_url)
+    result = await check(settings)
+    assert result.before_update_tables == {"Project"}
+    assert result.problems == [
+        'trigger vocabulary_update_trigger on "Project" fires only on UPDATE OF some columns, '
+        'but "Project" has BEFORE UPDATE row triggers, which may change a vocabulary column '
+        "that the UPDATE does not name"
+    ]
+    assert (await migrate(settings)).repaired
+    writer.execute('UPDATE "Project" SET budget = 3')
     assert listener.drain(writer) == ["Project"]
-    writer.execute('UPDATE "Project" SET budget = 2')
+    writer.execute('UPDATE "Project" SET budget = 3')  # same location: nothing to tell
     assert listener.drain(writer) == []
+
+    writer.execute('DROP TRIGGER derive_location ON "Project"')
+    result = await check(settings)
+    assert result.problems == [
+        'trigger vocabulary_update_trigger on "Project" fires on every UPDATE, not only on '
+        "UPDATE OF the vocabulary columns"
+    ]
+    assert (await migrate(settings)).repaired
+    assert (await check(settings)).ok
 
 
 async def test_precise_mode_compares_text_not_the_type_equality(pg_url: str) -> None:

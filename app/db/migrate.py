@@ -215,7 +215,7 @@ async def _migrate(
                 "%s: reinstalling the triggers", problem, extra={"action": "trigger_problem"}
             )
         async with _locked_transaction(conn):
-            await conn.execute(_install_sql(settings))
+            await conn.execute(_install_sql(settings, result))
         repaired = True
         logger.info("reinstalled the triggers", extra={"action": "triggers_repaired"})
         result = await check_triggers(conn, settings)
@@ -234,10 +234,17 @@ def trigger_migration_mode(name: str) -> TriggerMode | None:
     return next((m for s, m in TRIGGER_MIGRATIONS.items() if name.endswith(s)), None)
 
 
-def _install_sql(settings: Settings) -> str:
-    """The configured mode's triggers, dropping the other mode's: what migrate always runs."""
+def _install_sql(settings: Settings, check: TriggerCheck) -> str:
+    """The configured mode's triggers, dropping the other mode's: what migrate always runs.
+
+    ``check`` (just made) tells which tables have BEFORE UPDATE row triggers.
+    """
     return render_trigger_sql(
-        settings.sources, settings.pg_channel, mode=settings.trigger_mode, drop_other_modes=True
+        settings.sources,
+        settings.pg_channel,
+        mode=settings.trigger_mode,
+        drop_other_modes=True,
+        before_update_tables=check.before_update_tables,
     )
 
 
@@ -247,7 +254,8 @@ async def _migration_sql(conn: AsyncConn, settings: Settings, migration: Migrati
     if file_mode is None:
         return migration.text
     # Fail with a clear message before CREATE TRIGGER fails with "relation does not exist".
-    _require_configuration(await check_triggers(conn, settings))
+    result = await check_triggers(conn, settings)
+    _require_configuration(result)
     defaults = settings.sources.is_default and settings.pg_channel == DEFAULT_CHANNEL
     if defaults and render_trigger_sql(settings.sources, DEFAULT_CHANNEL, mode=file_mode) != (
         migration.text
@@ -258,7 +266,7 @@ async def _migration_sql(conn: AsyncConn, settings: Settings, migration: Migrati
             migration.name,
             extra={"action": "migration_file_differs", "migration": migration.name},
         )
-    return _install_sql(settings)
+    return _install_sql(settings, result)
 
 
 def _require_configuration(result: TriggerCheck) -> None:

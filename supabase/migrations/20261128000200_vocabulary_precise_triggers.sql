@@ -5,16 +5,18 @@
 --
 --   vocabulary_change_trigger  AFTER INSERT OR DELETE OR TRUNCATE, FOR EACH STATEMENT: one NOTIFY
 --                              per statement, as before (a bulk import sends one);
---   vocabulary_update_trigger  AFTER UPDATE, FOR EACH ROW, only WHEN the text of the table's
---                              vocabulary columns changed (NULL-safe). An UPDATE of other
+--   vocabulary_update_trigger  AFTER UPDATE OF the table's vocabulary columns, FOR EACH ROW,
+--                              only WHEN their text changed (NULL-safe). An UPDATE of other
 --                              columns, or one writing the values already there, sends nothing.
 --
 -- Why: NOTIFY takes a cluster-wide lock at commit and holds it through the WAL flush, so
 -- notifying transactions commit one at a time; writes that cannot change the vocabulary should
 -- not queue for that lock (docs/write-path.md). The comparison is on the columns' text, as the
 -- bridge reads them: a change the column type's equality ignores (citext case, numeric scale)
--- still notifies. There is deliberately no UPDATE OF column list: it would miss a vocabulary
--- column changed by a BEFORE trigger of an UPDATE that does not name it.
+-- still notifies. The UPDATE OF list spares other UPDATEs even the WHEN condition; but it is
+-- decided from the UPDATE statement, so on a table with BEFORE UPDATE row triggers (which may
+-- change a vocabulary column the statement does not name) `vocabsync migrate` installs the
+-- trigger without it, and `vocabsync migrate --check` reports a table that gained one since.
 --
 -- The payload is the table's name. PostgreSQL delivers a notification only when the transaction
 -- commits (a rolled-back write sends nothing) and folds identical ones within a transaction, so
@@ -60,7 +62,7 @@ CREATE OR REPLACE TRIGGER vocabulary_change_trigger
     EXECUTE FUNCTION public.notify_vocabulary_change();
 
 CREATE OR REPLACE TRIGGER vocabulary_update_trigger
-    AFTER UPDATE ON "Project"
+    AFTER UPDATE OF "project_name", "location" ON "Project"
     FOR EACH ROW
     WHEN ((ROW(OLD."project_name", OLD."location"))::text
           IS DISTINCT FROM (ROW(NEW."project_name", NEW."location"))::text)
@@ -72,7 +74,7 @@ CREATE OR REPLACE TRIGGER vocabulary_change_trigger
     EXECUTE FUNCTION public.notify_vocabulary_change();
 
 CREATE OR REPLACE TRIGGER vocabulary_update_trigger
-    AFTER UPDATE ON "Expenses"
+    AFTER UPDATE OF "file_name" ON "Expenses"
     FOR EACH ROW
     WHEN ((ROW(OLD."file_name"))::text
           IS DISTINCT FROM (ROW(NEW."file_name"))::text)
@@ -84,7 +86,7 @@ CREATE OR REPLACE TRIGGER vocabulary_change_trigger
     EXECUTE FUNCTION public.notify_vocabulary_change();
 
 CREATE OR REPLACE TRIGGER vocabulary_update_trigger
-    AFTER UPDATE ON "CashFlow"
+    AFTER UPDATE OF "file_name" ON "CashFlow"
     FOR EACH ROW
     WHEN ((ROW(OLD."file_name"))::text
           IS DISTINCT FROM (ROW(NEW."file_name"))::text)
@@ -96,7 +98,7 @@ CREATE OR REPLACE TRIGGER vocabulary_change_trigger
     EXECUTE FUNCTION public.notify_vocabulary_change();
 
 CREATE OR REPLACE TRIGGER vocabulary_update_trigger
-    AFTER UPDATE ON "ExpensesColumn"
+    AFTER UPDATE OF "column_name" ON "ExpensesColumn"
     FOR EACH ROW
     WHEN ((ROW(OLD."column_name"))::text
           IS DISTINCT FROM (ROW(NEW."column_name"))::text)
@@ -108,7 +110,7 @@ CREATE OR REPLACE TRIGGER vocabulary_change_trigger
     EXECUTE FUNCTION public.notify_vocabulary_change();
 
 CREATE OR REPLACE TRIGGER vocabulary_update_trigger
-    AFTER UPDATE ON "CashFlowColumn"
+    AFTER UPDATE OF "column_name" ON "CashFlowColumn"
     FOR EACH ROW
     WHEN ((ROW(OLD."column_name"))::text
           IS DISTINCT FROM (ROW(NEW."column_name"))::text)
