@@ -25,7 +25,7 @@ Configuration comes from the environment and .env (see README: Configuration).
 """
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vocabsync",
         description=DESCRIPTION,
@@ -166,7 +166,7 @@ def _env_int(name: str) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = get_settings()

@@ -131,6 +131,14 @@ class Settings(BaseSettings):
             merged[name] = spec if isinstance(spec, FieldSource) else FieldSource.parse(str(spec))
         return SourceMap(merged)
 
+    @field_validator("refresh_token", "read_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: Any) -> Any:
+        """``VOCABSYNC_REFRESH_TOKEN=`` must not turn into a token that an empty header matches."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("pg_channel")
     @classmethod
     def _check_channel(cls, value: str) -> str:

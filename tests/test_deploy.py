@@ -35,7 +35,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from app.cli import _build_parser
+from app.cli import build_parser
 from app.local_servers import find_free_port
 from app.processes import ManagedProcess, cli_argv, http_json
 from tests.fixtures_app import FAST_ENV
@@ -203,7 +203,7 @@ def check_command_line(command: CommandLine) -> argparse.Namespace:
 
 
 def _parse_vocabsync(args: list[str], where: str) -> argparse.Namespace:
-    parser = _build_parser()
+    parser = build_parser()
     try:
         return parser.parse_args(args)
     except SystemExit as exc:

@@ -250,3 +250,11 @@ async def test_a_failed_run_fails_its_waiters_and_the_next_one_runs() -> None:
     with pytest.raises(RuntimeError, match="database down"):
         await runner.request(1, "event")
     assert await runner.request(1, "event") == 2
+
+
+def test_an_empty_token_means_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOCABSYNC_REFRESH_TOKEN", "")
+    monkeypatch.setenv("VOCABSYNC_READ_TOKEN", "   ")
+    s = settings()
+    assert s.refresh_token is None
+    assert s.read_token is None

@@ -2,18 +2,26 @@
 
 ``POST /api/vocabulary/refresh`` requires ``VOCABSYNC_REFRESH_TOKEN`` when it is set; reads
 require ``VOCABSYNC_READ_TOKEN`` when that is set. Tokens are compared in constant time.
+
+The header is declared as an optional parameter rather than an OpenAPI security scheme: whether
+a token is needed depends on the deployment's settings, and a scheme would tell clients (and
+fuzzers) that every call must authenticate.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException
 from pydantic import SecretStr
 
 from app.api.deps import CacheDep
+
+AuthorizationHeader = Annotated[
+    str | None,
+    Header(description="`Bearer <token>`, when VOCABSYNC_REFRESH_TOKEN/READ_TOKEN is set."),
+]
 
 
 def _check(expected: SecretStr | None, authorization: str | None, what: str) -> None:
@@ -30,16 +38,13 @@ def _check(expected: SecretStr | None, authorization: str | None, what: str) -> 
         )
 
 
-def _dependency(kind: str) -> Callable[..., None]:
-    def verify(cache: CacheDep, authorization: Annotated[str | None, Header()] = None) -> None:
-        settings = cache.settings
-        if kind == "refresh":
-            _check(settings.refresh_token, authorization, "refreshing the vocabulary")
-        else:
-            _check(settings.read_token, authorization, "reading the vocabulary")
-
-    return verify
+def require_refresh_token(cache: CacheDep, authorization: AuthorizationHeader = None) -> None:
+    _check(cache.settings.refresh_token, authorization, "refreshing the vocabulary")
 
 
-RequireRefreshToken = Depends(_dependency("refresh"))
-RequireReadToken = Depends(_dependency("read"))
+def require_read_token(cache: CacheDep, authorization: AuthorizationHeader = None) -> None:
+    _check(cache.settings.read_token, authorization, "reading the vocabulary")
+
+
+RequireRefreshToken = Depends(require_refresh_token)
+RequireReadToken = Depends(require_read_token)

@@ -58,16 +58,27 @@ async def execute_with_deadline(
     right away, and let the caller reconnect and resync.
     """
     task = asyncio.ensure_future(conn.execute(query))
-    done, _ = await asyncio.wait({task}, timeout=deadline_s)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=deadline_s)
+    except asyncio.CancelledError:
+        # The caller is stopping: end the query the same quick way, then let the cancel through.
+        await _abandon(conn, task)
+        raise
     if task in done:
         return task.result()
-    shutdown_socket(conn)
-    done, _ = await asyncio.wait({task}, timeout=1.0)
-    if not done:  # pragma: no cover - shutdown always wakes the reader
-        task.cancel()
-    with contextlib.suppress(BaseException):
-        await task
+    await _abandon(conn, task)
     raise DatabaseUnavailableError(f"PostgreSQL did not answer within {deadline_s:g} s")
+
+
+async def _abandon(conn: AsyncConn, task: asyncio.Future[psycopg.AsyncCursor[TupleRow]]) -> None:
+    """Break the connection under a pending query and let the query fail on its own."""
+    shutdown_socket(conn)
+    with contextlib.suppress(BaseException):
+        done, _ = await asyncio.wait({task}, timeout=1.0)
+        if not done:  # pragma: no cover - a shut-down socket always wakes the reader
+            task.cancel()
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: the connection error is expected
 
 
 def shutdown_socket(conn: AsyncConn) -> None:

@@ -45,6 +45,9 @@ from app.vocabulary import FIELDS, Snapshot
 
 logger = logging.getLogger(__name__)
 
+STOP_GRACE_SECONDS = 4.0
+"""SIGTERM must end the bridge within 5 s, whatever a link is doing."""
+
 RESYNC_MESSAGE = "*"
 """Published after a full resync: every field may have changed."""
 
@@ -85,7 +88,7 @@ class VocabularySyncBridge:
         self.takeovers = 0
         self.trigger_failures = 0
         self.sync_disabled = False
-        self.identity = process_identity()
+        self.identity = self.settings.instance_name or process_identity()
         self.started_at = time.time()
         self.link_up = dict.fromkeys(LINKS, False)
         self.connection_errors = dict.fromkeys(LINKS, 0)
@@ -158,8 +161,14 @@ class VocabularySyncBridge:
                 stopper.cancel()
                 if session not in done:
                     session.cancel()
-                # Outcome handled below; gather never raises with return_exceptions.
-                await asyncio.gather(session, return_exceptions=True)
+                    done, _ = await asyncio.wait({session}, timeout=STOP_GRACE_SECONDS)
+                    if session not in done:
+                        logger.error(
+                            "session did not stop within %.0f s; abandoning it",
+                            STOP_GRACE_SECONDS,
+                            extra={"action": "session_abandoned"},
+                        )
+                        break
                 self._log_session_end(session)
         finally:
             self.running = False
@@ -478,4 +487,9 @@ def run_bridge(settings: Settings | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_bridge()
+    # Same options and --help as `vocabsync bridge` (the design's deployment files run this).
+    import sys
+
+    from app.cli import main
+
+    sys.exit(main(["bridge", *sys.argv[1:]]))
