@@ -130,6 +130,9 @@ def test_standby_takes_over_after_kill_and_after_backend_termination(
             second = wait_for_leader(urls, other_than=first)
             assert time.monotonic() - killed_at < 10
             stack.wait_everywhere(lambda v: "After kill" in v.get("projects", ()), timeout=10)
+            # The dead leader's heartbeat must not make status report two active bridges.
+            _, report = run_status(stack)
+            assert levels(report)["bridge"] == "ok", report
 
             # 2. terminate the active one's database session: leadership goes with it.
             with psycopg.connect(db_url, autocommit=True) as conn:

@@ -37,7 +37,12 @@ from app.errors import (
     VocabSyncError,
 )
 from app.metrics import LINKS, LinkStats, Metrics, MetricValues
-from app.services.heartbeat import process_identity, remove_heartbeat, write_heartbeat
+from app.services.heartbeat import (
+    process_identity,
+    read_heartbeats,
+    remove_heartbeat,
+    write_heartbeat,
+)
 from app.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
 from app.services.sync_control import read_disabled
 from app.services.vocabulary_loader import VocabularyLoader
@@ -88,6 +93,7 @@ class VocabularySyncBridge:
         self.takeovers = 0
         self.trigger_failures = 0
         self.sync_disabled = False
+        self.active_since: float | None = None
         self.identity = self.settings.instance_name or process_identity()
         self.started_at = time.time()
         self.link_up = dict.fromkeys(LINKS, False)
@@ -234,6 +240,7 @@ class VocabularySyncBridge:
             )
             self.sessions_started += 1
             await self._sync(conn, store, None, [RESYNC_MESSAGE], "resync")
+            await self._heartbeat(store)
             self.connected = True
             self.backoff.reset()
             logger.info(
@@ -300,8 +307,10 @@ class VocabularySyncBridge:
             row = await cursor.fetchone()
             if row is not None and row[0]:
                 self.active = True
+                self.active_since = time.time()
                 self.takeovers += 1
                 await self._heartbeat(store)
+                await self._retire_previous_leaders(store)
                 return
             if not announced:
                 logger.info(
@@ -310,6 +319,23 @@ class VocabularySyncBridge:
                 announced = True
             await self._heartbeat(store)
             await asyncio.sleep(self.settings.leader_poll_interval)
+
+    async def _retire_previous_leaders(self, store: SnapshotStore) -> None:
+        """Remove the heartbeats of bridges that claimed leadership before this one got it.
+
+        The lock is exclusive, so such a claim is from a bridge that died or lost its session;
+        leaving it until it expires would make ``vocabsync status`` report two active bridges.
+        """
+        async with asyncio.timeout(self.settings.network_timeout):
+            for beat in await read_heartbeats(store.client, self.settings, "bridge"):
+                identity = str(beat.get("id"))
+                if beat.get("role") == "active" and identity != self.identity:
+                    await remove_heartbeat(store.client, self.settings, "bridge", identity)
+                    logger.info(
+                        "took over from %s",
+                        identity,
+                        extra={"action": "leader_takeover", "previous": identity},
+                    )
 
     async def _heartbeat(self, store: SnapshotStore) -> None:
         async with asyncio.timeout(self.settings.network_timeout):
@@ -320,6 +346,7 @@ class VocabularySyncBridge:
                 self.identity,
                 {
                     "role": "active" if self.active else "standby",
+                    "active_since": self.active_since if self.active else None,
                     "version": self.snapshot.version,
                     "started_at": self.started_at,
                     "published": self.messages_published,
