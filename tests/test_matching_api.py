@@ -21,7 +21,7 @@ from app.config import Settings
 from app.demo import DemoStack
 from app.local_servers import LocalRedis
 from app.main import create_app
-from app.matching import MAX_TEXT_LENGTH
+from app.matching import MAX_TEXT_LENGTH, MatchSettings
 from app.services.entity_matcher import EntityMatcher
 from app.services.redis_vocabulary import RedisVocabularyCache
 from app.services.vocabulary_sync_bridge import VocabularySyncBridge
@@ -230,3 +230,15 @@ def test_both_served_instances_match_a_new_project_within_a_second(
         wait_until(lambda: matched_everywhere(True), timeout=FRESHNESS_S, interval=0.005)
         stack.execute('DELETE FROM "Project" WHERE project_name = %s', (name,))
         wait_until(lambda: matched_everywhere(False), timeout=FRESHNESS_S, interval=0.005)
+
+
+async def test_matching_can_be_turned_off(settings: Settings, db_url: str) -> None:
+    seed(db_url)
+    off = EntityMatcher(MatchSettings(_env_file=None, enabled=False))  # type: ignore[call-arg]
+    app = create_app(settings, matcher=off)
+    async with running_client(app) as client:
+        response = await client.post("/api/vocabulary/match", json={"text": "diesel"})
+        assert response.status_code == 503
+        assert "disabled" in response.json()["detail"]
+        assert (await client.get("/api/vocabulary")).status_code == 200
+    assert not off.ready

@@ -49,12 +49,13 @@ class Layer:
 
 def readings(value: str, abbreviations: Abbreviations) -> list[tuple[str, ...]]:
     """The word sequences a term may be written as, its own spelling's reading first."""
+    folded = words(value)
+    if not any(word in abbreviations for word in folded):
+        return [tuple(folded)] if folded else []
     options: list[list[tuple[str, ...]]] = []
-    for word in words(value):
+    for word in folded:
         expansions = abbreviations.expand(word)
         options.append(list(expansions) if expansions else [(word,)])
-    if not options:
-        return []
     out: list[tuple[str, ...]] = []
     for combination in itertools.islice(itertools.product(*options), MAX_READINGS):
         out.append(tuple(part for group in combination for part in group))

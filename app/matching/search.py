@@ -67,6 +67,7 @@ class _State:
     skipped: bool
     exact: bool
     path: tuple[int, ...]
+    inflected: bool = False  # some word read as its singular/plural
 
     def moved(self, node: int, pos: int, word_ids: tuple[int, ...]) -> _State:
         """A copy one step further (cheaper than dataclasses.replace on the hot path)."""
@@ -83,6 +84,7 @@ class _State:
             self.skipped,
             self.exact,
             self.path + word_ids,
+            self.inflected,
         )
 
 
@@ -182,6 +184,9 @@ class LayerSearch:
             penalty += PENALTY_ABBREVIATED
         if kind & INFLECTED:
             penalty += PENALTY_INFLECTED
+            moved_inflected = True
+        else:
+            moved_inflected = state.inflected
         if kind & SPACING:
             penalty += PENALTY_SPACING
         moved = state.moved(child, state.pos + step.consumed, step.ids)
@@ -193,6 +198,7 @@ class LayerSearch:
             moved.weak = True
         if kind != EXACT:
             moved.exact = False
+        moved.inflected = moved_inflected
         return moved
 
     def _detours(self, trie: Trie, state: _State, stack: list[_State], guesses: bool) -> None:
@@ -276,7 +282,14 @@ class LayerSearch:
             return
         if depth < settings.prefix_min_words and not self._short_prefix(state, entry.words):
             return
-        if state.weak or (state.edits and state.solid < 2) or state.shapes:
+        # A partial name is weaker evidence than a whole one: written as in the name (no plural:
+        # "the two dump trucks" is not "Dump Truck Rental"), and made of everyday words only when
+        # capitalised like a name ("Site Equipment", not "the site equipment").
+        if state.weak or (state.edits and state.solid < 2) or state.shapes or state.inflected:
+            return
+        if all(is_common(self.words[word_id]) for word_id in state.path) and not all(
+            token.capital for token in tokens[start : state.pos]
+        ):
             return
         penalty = state.penalty + PENALTY_PREFIX + PENALTY_PREFIX_MISSING * (total - depth) / total
         out.append(

@@ -23,6 +23,9 @@ class MatchSettings(BaseSettings):
         case_sensitive=False,
     )
 
+    enabled: bool = Field(
+        default=True, description="Off: no index is kept and the endpoint answers 503."
+    )
     max_typos: int = Field(
         default=1, ge=0, le=2, description="Edits (insert/delete/substitute/swap) per term."
     )

@@ -19,6 +19,7 @@ from functools import lru_cache
 _LETTER = r"(?:[^\W_]|[\u0300-\u036f])"
 _WORD = re.compile(rf"{_LETTER}+(?:['\u2019\u2018`\u00b4]{_LETTER}+)*|&")
 _PIECE = re.compile(r"\d+|\D+")
+_MIXED = re.compile(r"\d\D|\D\d")  # letters and digits side by side: "Ph2", "Q1"
 _APOSTROPHES = str.maketrans("", "", "'\u2019\u2018`\u00b4")
 
 
@@ -36,6 +37,7 @@ class Token:
     word_start: bool
     word_end: bool
     dotted: bool = False  # followed by a period, as abbreviations are ("Emerg.")
+    capital: bool = False  # written with a capital first letter, as names are
 
 
 @lru_cache(maxsize=65536)
@@ -57,12 +59,16 @@ def tokenize(text: str) -> list[Token]:
         if word == "&":  # "Sand & Gravel" is "Sand and Gravel"
             tokens.append(Token("and", base, match.end(), True, True))
             continue
-        pieces = list(_PIECE.finditer(word)) if _has_digit_boundary(word) else None
+        pieces = list(_PIECE.finditer(word)) if _MIXED.search(word) else None
         if pieces is None or len(pieces) == 1:
             folded = fold(word)
             if folded:
                 end = match.end()
-                tokens.append(Token(folded, base, end, True, True, text[end : end + 1] == "."))
+                tokens.append(
+                    Token(
+                        folded, base, end, True, True, text[end : end + 1] == ".", word[0].isupper()
+                    )
+                )
             continue
         last = len(pieces) - 1
         for index, piece in enumerate(pieces):
@@ -76,24 +82,22 @@ def tokenize(text: str) -> list[Token]:
                         index == 0,
                         index == last,
                         index == last and text[match.end() : match.end() + 1] == ".",
+                        piece.group()[0].isupper(),
                     )
                 )
     return tokens
 
 
 def words(text: str) -> list[str]:
-    """Just the folded words of ``text`` (for the vocabulary side)."""
-    return [token.text for token in tokenize(text)]
-
-
-def _has_digit_boundary(word: str) -> bool:
-    has_digit = False
-    has_other = False
-    for ch in word:
-        if ch.isdecimal():
-            has_digit = True
+    """Just the folded words of ``text`` (the vocabulary side: no spans, so faster)."""
+    out: list[str] = []
+    for word in _WORD.findall(text):
+        if word == "&":
+            out.append("and")
+        elif _MIXED.search(word):
+            out.extend(folded for piece in _PIECE.findall(word) if (folded := fold(piece)))
         else:
-            has_other = True
-        if has_digit and has_other:
-            return True
-    return False
+            folded = fold(word)
+            if folded:
+                out.append(folded)
+    return out

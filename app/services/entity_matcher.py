@@ -72,7 +72,7 @@ class EntityMatcher:
 
         Idempotent per cache. The worker runs between :meth:`start` and :meth:`close`.
         """
-        if any(followed is cache for followed in self._followed):
+        if not self.settings.enabled or any(followed is cache for followed in self._followed):
             return
         self._followed.append(cache)
         cache.add_snapshot_listener(self.on_snapshot)
@@ -81,7 +81,8 @@ class EntityMatcher:
 
     def start(self) -> None:
         """Start the worker thread that keeps the index current."""
-        self.maintainer.start()
+        if self.settings.enabled:
+            self.maintainer.start()
 
     def on_snapshot(self, previous: Snapshot, current: Snapshot) -> None:
         """Snapshot listener: runs in the event loop, so it only hands the snapshot over."""
@@ -91,7 +92,7 @@ class EntityMatcher:
     async def wait_ready(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until the first index exists (no thread is blocked); for startup only."""
         limit = self.settings.startup_wait_seconds if timeout is None else timeout
-        if self.ready or limit <= 0:
+        if self.ready or limit <= 0 or not self.settings.enabled:
             return self.ready
         loop = asyncio.get_running_loop()
         built = asyncio.Event()
@@ -130,6 +131,8 @@ class EntityMatcher:
         """
         _check_arguments(text, fields, limit)
         index = self._maintainer.index if self._maintainer is not None else None
+        if index is None and not self.settings.enabled:
+            raise IndexNotReadyError("entity matching is disabled (VOCABSYNC_MATCH_ENABLED=false)")
         if index is None:
             raise IndexNotReadyError(
                 "the matching index is not built yet (no vocabulary loaded, or the first "
