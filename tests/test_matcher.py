@@ -20,6 +20,7 @@ VOCABULARY: dict[str, list[str]] = {
         "Sto. Niño Barangay Hall Construction",
         "Quezon City School Building Package A",
         "Bayanihan Center",
+        "Taguig Road Widening",
     ],
     "project_locations": ["Marikina City", "Pasig", "Bay", "Brgy. San Roque, Antipolo"],
     "expense_files": ["Expenses_Q1_2024.xlsx", "Expenses_Q2_2024.xlsx"],
@@ -159,6 +160,12 @@ def test_unique_prefix_names_its_term() -> None:
 def test_ambiguous_prefix_names_nothing() -> None:
     assert projects("marikina flood control") == set()  # Phase 1 or Phase 2?
     assert values("expenses q") == set()
+
+
+def test_partial_name_that_goes_on_differently_names_nothing() -> None:
+    assert projects("pasig bridge status") == {"Pasig Bridge Rehabilitation"}
+    # "Widening" continues names at that position, just not this one: another project is meant.
+    assert projects("pasig bridge widening") == set()
 
 
 def test_place_name_without_city() -> None:

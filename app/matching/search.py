@@ -291,6 +291,8 @@ class LayerSearch:
             token.capital for token in tokens[start : state.pos]
         ):
             return
+        if self._named_otherwise(trie, state):
+            return
         penalty = state.penalty + PENALTY_PREFIX + PENALTY_PREFIX_MISSING * (total - depth) / total
         out.append(
             Candidate(
@@ -303,6 +305,21 @@ class LayerSearch:
                 state.path,
             )
         )
+
+    def _named_otherwise(self, trie: Trie, state: _State) -> bool:
+        """The question goes on with a word that names go on with here, but not this one's:
+        "Antipolo Hillside Road Widening" is not a partial "Antipolo Hillside Bridge ..."."""
+        if state.pos >= len(self.tokens):
+            return False
+        for step in self.steps[state.pos]:
+            word_id = step.ids[0]
+            if (
+                not step.kind & TYPO
+                and trie.holds_at(word_id, state.depth)
+                and not is_common(self.words[word_id])
+            ):
+                return True
+        return False
 
     def _acceptable(self, state: _State, term_words: int, letters: int) -> bool:
         settings = self.settings

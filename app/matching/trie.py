@@ -44,6 +44,7 @@ class Trie:
         self._terminal: array[int] | list[int] = [NONE]
         self._owner: array[int] | list[int] = [NONE]
         self._skip_index: dict[int, dict[int, list[Hop]]] = {}  # filled by readers, on demand
+        self._depths: dict[int, int] = {}  # word id -> bit mask of the positions it holds
         self.first_words: dict[int, int] = {}
         """The first words of the terms: word id -> node."""
         self._first_by_initial: dict[str, list[tuple[str, int, int]]] = {}
@@ -65,7 +66,9 @@ class Trie:
     def insert(self, path: tuple[int, ...], entry_id: int) -> None:
         node = 0
         owner = self._owner
-        for word_id in path:
+        depths = self._depths
+        for depth, word_id in enumerate(path):
+            depths[word_id] = depths.get(word_id, 0) | (1 << depth)
             current = owner[node]
             if current == NONE:
                 owner[node] = entry_id
@@ -180,6 +183,10 @@ class Trie:
             ]
             self._abbreviated_first[short] = found
         return found
+
+    def holds_at(self, word_id: int, position: int) -> bool:
+        """Whether some term of the field has this word at this position (0 = first word)."""
+        return bool(self._depths.get(word_id, 0) >> position & 1)
 
     def has_children(self, node: int) -> bool:
         return self._one_word[node] != NONE

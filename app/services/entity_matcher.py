@@ -70,9 +70,10 @@ class EntityMatcher:
     def attach(self, cache: RedisVocabularyCache) -> None:
         """Follow ``cache``: every snapshot it adopts from now on (and the one it holds).
 
-        Idempotent per cache. The worker runs between :meth:`start` and :meth:`close`.
+        Idempotent per cache; reads no settings yet (``app.main`` calls it at import). The
+        worker runs between :meth:`start` and :meth:`close`.
         """
-        if not self.settings.enabled or any(followed is cache for followed in self._followed):
+        if any(followed is cache for followed in self._followed):
             return
         self._followed.append(cache)
         cache.add_snapshot_listener(self.on_snapshot)
@@ -87,7 +88,8 @@ class EntityMatcher:
     def on_snapshot(self, previous: Snapshot, current: Snapshot) -> None:
         """Snapshot listener: runs in the event loop, so it only hands the snapshot over."""
         del previous  # the worker diffs against what its index reflects
-        self.maintainer.submit(current)
+        if self.settings.enabled:
+            self.maintainer.submit(current)
 
     async def wait_ready(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until the first index exists (no thread is blocked); for startup only."""
