@@ -10,6 +10,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from app.matching import MatchIndex, MatchSettings
+from app.matching.changes import Delta
 from app.vocabulary import FIELDS, Snapshot
 
 TERM_LETTERS = "bdfgkmprtvz" + "aeiou"
@@ -98,3 +99,24 @@ def test_offsets_always_slice_the_input(
         assert text[match.start : match.end] == match.text
         assert 0 <= match.start < match.end <= len(text)
         assert 0 < match.score <= 1
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(vocabularies, vocabularies, st.data())
+def test_an_overlay_answers_whole_names_like_a_fresh_build(
+    before: dict[str, list[str]], after: dict[str, list[str]], data: st.DataObject
+) -> None:
+    """Base(before) + the difference to ``after`` finds exactly the terms of ``after``."""
+    old = Snapshot.from_lists({n: before.get(n, []) for n in FIELDS}, version=1)
+    new = Snapshot.from_lists({n: after.get(n, []) for n in FIELDS}, version=2)
+    delta = Delta.between(old, new)
+    added, removed = delta.frozen()
+    incremental = build(before).with_changes(2, added, removed)
+    fresh = build(after)
+    for name in FIELDS:
+        for term in {*before.get(name, []), *after.get(name, [])}:
+            text = f"how was {term} this week"
+            wanted = {(m.field, m.value) for m in fresh.match(text) if m.score == 1.0}
+            got = {(m.field, m.value) for m in incremental.match(text) if m.score == 1.0}
+            assert got == wanted, (term, name)
+            assert ((name, term) in got) == (term in after.get(name, []))
