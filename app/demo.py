@@ -200,16 +200,16 @@ SCRIPT: list[tuple[str, str, tuple[Any, ...], VocabularyCheck]] = [
     (
         "add a project",
         'INSERT INTO "Project"(project_name, location) VALUES (%s, %s)',
-        ("Marikina Riverbanks Development Phase 2", "Marikina"),
-        lambda v: "Marikina Riverbanks Development Phase 2" in v.get("projects", ()),
+        ("Pasig Riverside Flood Control Phase 4", "Pasig"),
+        lambda v: "Pasig Riverside Flood Control Phase 4" in v.get("projects", ()),
     ),
     (
         "rename it",
         'UPDATE "Project" SET project_name = %s WHERE project_name = %s',
-        ("Marikina Riverbanks Development Phase 3", "Marikina Riverbanks Development Phase 2"),
+        ("Pasig Riverside Flood Control Phase 5", "Pasig Riverside Flood Control Phase 4"),
         lambda v: (
-            "Marikina Riverbanks Development Phase 3" in v.get("projects", ())
-            and "Marikina Riverbanks Development Phase 2" not in v.get("projects", ())
+            "Pasig Riverside Flood Control Phase 5" in v.get("projects", ())
+            and "Pasig Riverside Flood Control Phase 4" not in v.get("projects", ())
         ),
     ),
     (
@@ -227,10 +227,9 @@ SCRIPT: list[tuple[str, str, tuple[Any, ...], VocabularyCheck]] = [
     (
         "delete the project",
         'DELETE FROM "Project" WHERE project_name = %s',
-        ("Marikina Riverbanks Development Phase 3",),
+        ("Pasig Riverside Flood Control Phase 5",),
         lambda v: (
-            bool(v.get("projects"))
-            and "Marikina Riverbanks Development Phase 3" not in v["projects"]
+            bool(v.get("projects")) and "Pasig Riverside Flood Control Phase 5" not in v["projects"]
         ),
     ),
 ]

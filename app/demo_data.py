@@ -200,11 +200,15 @@ class DemoVocabulary:
     cashflow_files: list[str]
 
 
+SHOWCASE_PROJECT = ("Marikina Riverbanks Development Phase 2", "Marikina, Philippines")
+"""Always in the demo, so the README's matching example has something to find."""
+
+
 def project_names(count: int, seed: int = 7) -> list[tuple[str, str]]:
-    """``count`` distinct (project name, location) pairs."""
+    """``count`` distinct (project name, location) pairs, the showcase project first."""
     rng = random.Random(seed)
-    seen: set[str] = set()
-    out: list[tuple[str, str]] = []
+    seen: set[str] = {SHOWCASE_PROJECT[0]}
+    out: list[tuple[str, str]] = [SHOWCASE_PROJECT]
     while len(out) < count:
         place = rng.choice(PLACES)
         feature = rng.choice(FEATURES) + " " if rng.random() < 0.5 else ""
@@ -216,10 +220,12 @@ def project_names(count: int, seed: int = 7) -> list[tuple[str, str]]:
 
 
 def categories(count: int, seed: int = 11) -> list[str]:
-    """``count`` distinct cost categories ("Site Diesel", "Equipment Rental", ...)."""
+    """``count`` distinct cost categories: the plain cost lines ("Diesel", "Cement") first, as
+    every chart of accounts has them, then qualified ones ("Site Diesel", "Monthly Rent")."""
     rng = random.Random(seed)
-    combos = [f"{q} {line}".strip() for q in QUALIFIERS for line in COST_LINES]
-    rng.shuffle(combos)
+    qualified = [f"{q} {line}" for q in QUALIFIERS if q for line in COST_LINES]
+    rng.shuffle(qualified)
+    combos = list(COST_LINES) + qualified
     extra = (f"{combos[i % len(combos)]} {i // len(combos) + 1}" for i in range(count))
     return (combos + list(extra))[:count]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import CacheDep
@@ -23,9 +23,12 @@ async def health() -> dict[str, str]:
     summary="The instance holds a vocabulary snapshot",
     responses={503: {"description": "No snapshot yet; the body tells why."}},
 )
-async def ready(cache: CacheDep) -> JSONResponse:
-    """200 only when a snapshot is held; the body tells the state of each link."""
+async def ready(cache: CacheDep, request: Request) -> JSONResponse:
+    """200 only when a snapshot is held; the body tells the state of each link and the matcher."""
     body: dict[str, Any] = {"ready": cache.has_snapshot, **cache.status()}
+    matcher = getattr(request.app.state, "entity_matcher", None)
+    if matcher is not None:
+        body["matcher"] = matcher.status()
     return JSONResponse(body, status_code=200 if cache.has_snapshot else 503)
 
 
