@@ -437,6 +437,36 @@ async def test_migrations_directory_from_environment(
     await assert_mode_installed(pg_url, "precise")
 
 
+async def test_first_release_deployment_upgrades_to_precise_mode(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database migrated by the first release (statement triggers, two migrations recorded)
+    gets precise mode from the new migration, whether through `vocabsync migrate` or by running
+    the committed files (what `supabase db push` does)."""
+    for name in (BASE, TRIGGERS):
+        shutil.copy(REPO / "supabase" / "migrations" / name, tmp_path / name)
+    monkeypatch.setenv(MIGRATIONS_DIR_ENV, str(tmp_path))
+    first = await migrate(make_settings(pg_url, trigger_mode="statement"))
+    assert first.applied == [BASE, TRIGGERS]
+    await assert_mode_installed(pg_url, "statement")
+
+    monkeypatch.delenv(MIGRATIONS_DIR_ENV)
+    report = await migrate(make_settings(pg_url))
+    assert report.applied == [PRECISE_TRIGGERS]
+    assert not report.repaired
+    assert (report.check.ok, report.check.installed_mode) == (True, "precise")
+    await assert_mode_installed(pg_url, "precise")
+
+
+async def test_committed_files_in_order_install_precise_mode(pg_url: str) -> None:
+    await execute(
+        pg_url,
+        *(path.read_text(encoding="utf-8") for path in migration_files()),
+    )
+    result = await check(make_settings(pg_url))
+    assert (result.ok, result.installed_mode) == (True, "precise"), result.problems
+
+
 @pytest.mark.parametrize(
     ("mode", "name"),
     [("precise", TRIGGER_NAME), ("precise", UPDATE_TRIGGER_NAME), ("statement", TRIGGER_NAME)],
