@@ -30,8 +30,10 @@ from app.db.migrate import (
     migrate,
     migration_files,
     trigger_migration_mode,
+    trigger_migration_rendering,
 )
 from app.db.triggers import (
+    CURRENT_REVISION,
     DEFAULT_TRIGGER_MODE,
     FUNCTION_SIGNATURE,
     TRIGGER_MODES,
@@ -51,8 +53,10 @@ REPO = Path(__file__).resolve().parent.parent
 BASE = "20261128000000_vocabulary_base_schema.sql"
 TRIGGERS = "20261128000100_vocabulary_sync_triggers.sql"
 PRECISE_TRIGGERS = "20261128000200_vocabulary_precise_triggers.sql"
+FAILURE_LOG = "20261128000300_vocabulary_trigger_failure_log.sql"
 TRIGGER_FILE = REPO / "supabase" / "migrations" / TRIGGERS
 PRECISE_TRIGGER_FILE = REPO / "supabase" / "migrations" / PRECISE_TRIGGERS
+FAILURE_LOG_FILE = REPO / "supabase" / "migrations" / FAILURE_LOG
 ROLLBACK_FILE = REPO / "supabase" / "rollback" / "20261128000100_vocabulary_sync_triggers_down.sql"
 
 CHANNEL = "vocabulary_changed"
@@ -265,18 +269,28 @@ def failing_writer(
 
 
 def test_committed_trigger_migrations_equal_renderings() -> None:
-    """The files `supabase db push` applies are exactly what `vocabsync migrate` applies: the
-    first release's in statement mode (never edited: deployments have applied it), then the
-    precise mode's, which replaces it."""
+    """The files `supabase db push` applies are exactly the renderings of the function revision
+    each was released with: the first release's in statement mode (never edited: deployments
+    have applied it), the precise mode's, which replaces it, and the failure log's, which is
+    what `vocabsync migrate` applies today for the defaults."""
     assert trigger_migration_mode(TRIGGERS) == "statement"
     assert trigger_migration_mode(PRECISE_TRIGGERS) == "precise"
+    assert trigger_migration_mode(FAILURE_LOG) == "precise"
+    assert trigger_migration_rendering(TRIGGERS) == ("statement", 1)
+    assert trigger_migration_rendering(PRECISE_TRIGGERS) == ("precise", 1)
+    assert trigger_migration_rendering(FAILURE_LOG) == ("precise", CURRENT_REVISION)
     assert trigger_migration_mode(BASE) is None
-    assert all_migrations() == [BASE, TRIGGERS, PRECISE_TRIGGERS]
-    statement = render_trigger_sql(DEFAULTS, CHANNEL, mode="statement")
-    precise = render_trigger_sql(DEFAULTS, CHANNEL, mode="precise")
+    assert all_migrations() == [BASE, TRIGGERS, PRECISE_TRIGGERS, FAILURE_LOG]
+    statement = render_trigger_sql(DEFAULTS, CHANNEL, mode="statement", revision=1)
+    precise = render_trigger_sql(DEFAULTS, CHANNEL, mode="precise", revision=1)
+    current = render_trigger_sql(DEFAULTS, CHANNEL, mode="precise")
     assert TRIGGER_FILE.read_bytes().decode("utf-8") == statement
     assert PRECISE_TRIGGER_FILE.read_bytes().decode("utf-8") == precise
-    assert render_trigger_sql(DEFAULTS, CHANNEL) == precise  # the default mode
+    assert FAILURE_LOG_FILE.read_bytes().decode("utf-8") == current
+    assert render_trigger_sql(DEFAULTS, CHANNEL) == current  # the default mode and revision
+    assert "vocabsync_trigger_failures" not in statement + precise
+    with pytest.raises(ValueError, match="unknown function revision"):
+        render_trigger_sql(DEFAULTS, CHANNEL, revision=3)
 
 
 def test_committed_rollback_equals_rendering() -> None:
@@ -452,7 +466,7 @@ async def test_first_release_deployment_upgrades_to_precise_mode(
 
     monkeypatch.delenv(MIGRATIONS_DIR_ENV)
     report = await migrate(make_settings(pg_url))
-    assert report.applied == [PRECISE_TRIGGERS]
+    assert report.applied == [PRECISE_TRIGGERS, FAILURE_LOG]
     assert not report.repaired
     assert (report.check.ok, report.check.installed_mode) == (True, "precise")
     await assert_mode_installed(pg_url, "precise")

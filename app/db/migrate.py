@@ -12,11 +12,13 @@ with the same database. Two differences make ``migrate`` safe to run on every de
   trigger SQL is idempotent), so a trigger lost with a recreated table comes back, a column added
   to VOCABSYNC_SOURCES gets covered, and ``--mode`` switches modes in one transaction.
 
-There are two trigger migrations: the first release's (statement mode) and the precise mode's
-that replaced it. Supabase CLI users who applied the first get the second from ``supabase db
-push``; a new database applies both, in order. ``vocabsync migrate`` renders both for the
-configured mode, so the ledger's entry for a trigger migration means "the triggers were installed
-at that point", whatever the mode.
+There are three trigger migrations: the first release's (statement mode), the precise mode's
+that replaced it, and the one that adds the failure log (``public.vocabsync_trigger_failures``)
+and the function revision that counts failed notifies there. Supabase CLI users who applied the
+first get the others from ``supabase db push``; a new database applies all, in order.
+``vocabsync migrate`` renders each as the current revision in the configured mode, so the
+ledger's entry for a trigger migration means "the triggers were installed at that point",
+whatever the mode.
 
 Applied migrations are recorded in ``public.vocabsync_migrations``. Every step runs in its own
 transaction under one advisory lock, so concurrent ``vocabsync migrate`` runs (several instances
@@ -54,11 +56,15 @@ MIGRATIONS_DIR_ENV: Final = "VOCABSYNC_MIGRATIONS_DIR"
 BASE_SCHEMA_SUFFIX: Final = "_vocabulary_base_schema.sql"
 TRIGGERS_SUFFIX: Final = "_vocabulary_sync_triggers.sql"
 PRECISE_TRIGGERS_SUFFIX: Final = "_vocabulary_precise_triggers.sql"
-TRIGGER_MIGRATIONS: Final[dict[str, TriggerMode]] = {
-    TRIGGERS_SUFFIX: "statement",
-    PRECISE_TRIGGERS_SUFFIX: "precise",
+FAILURE_LOG_SUFFIX: Final = "_vocabulary_trigger_failure_log.sql"
+TRIGGER_MIGRATIONS: Final[dict[str, tuple[TriggerMode, int]]] = {
+    TRIGGERS_SUFFIX: ("statement", 1),
+    PRECISE_TRIGGERS_SUFFIX: ("precise", 1),
+    FAILURE_LOG_SUFFIX: ("precise", 2),
 }
-"""The trigger migrations, by name suffix, and the mode each committed file was rendered in."""
+"""The trigger migrations, by name suffix, and the mode and function revision each committed
+file was rendered in (``app.db.triggers.REVISIONS``). Whatever the file's, ``migrate`` applies
+the current revision in the configured mode."""
 
 MIGRATION_LOCK_KEY: Final = int.from_bytes(b"vsmigrat", "big")
 """Advisory lock key held by every migration transaction (a fixed bigint, ASCII ``vsmigrat``)."""
@@ -231,7 +237,14 @@ async def _migrate(
 
 def trigger_migration_mode(name: str) -> TriggerMode | None:
     """The mode a trigger migration file was rendered in; None for other migrations."""
-    return next((m for s, m in TRIGGER_MIGRATIONS.items() if name.endswith(s)), None)
+    rendering = trigger_migration_rendering(name)
+    return None if rendering is None else rendering[0]
+
+
+def trigger_migration_rendering(name: str) -> tuple[TriggerMode, int] | None:
+    """The mode and function revision a trigger migration file was rendered in; None for other
+    migrations."""
+    return next((r for s, r in TRIGGER_MIGRATIONS.items() if name.endswith(s)), None)
 
 
 def _install_sql(settings: Settings, check: TriggerCheck) -> str:
@@ -250,16 +263,18 @@ def _install_sql(settings: Settings, check: TriggerCheck) -> str:
 
 async def _migration_sql(conn: AsyncConn, settings: Settings, migration: Migration) -> str:
     """The SQL to run: the file's, or for a trigger migration the configuration's rendering."""
-    file_mode = trigger_migration_mode(migration.name)
-    if file_mode is None:
+    rendering = trigger_migration_rendering(migration.name)
+    if rendering is None:
         return migration.text
+    file_mode, file_revision = rendering
     # Fail with a clear message before CREATE TRIGGER fails with "relation does not exist".
     result = await check_triggers(conn, settings)
     _require_configuration(result)
     defaults = settings.sources.is_default and settings.pg_channel == DEFAULT_CHANNEL
-    if defaults and render_trigger_sql(settings.sources, DEFAULT_CHANNEL, mode=file_mode) != (
-        migration.text
-    ):
+    committed = render_trigger_sql(
+        settings.sources, DEFAULT_CHANNEL, mode=file_mode, revision=file_revision
+    )
+    if defaults and committed != migration.text:
         logger.warning(
             "%s differs from render_trigger_sql(); applying the rendering (regenerate the "
             "file rather than editing it)",

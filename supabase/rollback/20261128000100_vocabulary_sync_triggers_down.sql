@@ -1,6 +1,7 @@
 -- vocabsync: undo the vocabulary sync triggers, in either mode:
--- supabase/migrations/20261128000100_vocabulary_sync_triggers.sql (statement mode) and
--- supabase/migrations/20261128000200_vocabulary_precise_triggers.sql (precise mode).
+-- supabase/migrations/20261128000100_vocabulary_sync_triggers.sql (statement mode),
+-- supabase/migrations/20261128000200_vocabulary_precise_triggers.sql (precise mode) and
+-- supabase/migrations/20261128000300_vocabulary_trigger_failure_log.sql (the failure count).
 --
 -- Kept outside supabase/migrations so the Supabase CLI never applies it. Run it by hand:
 --     psql "$DATABASE_URL" -f supabase/rollback/20261128000100_vocabulary_sync_triggers_down.sql
@@ -9,7 +10,10 @@
 --
 -- `vocabsync migrate` reinstalls the triggers (it repairs missing ones), so stop running it while
 -- they should stay off. To let `supabase db push` apply the migrations again, mark them reverted:
---     supabase migration repair --status reverted 20261128000100 20261128000200
+--     supabase migration repair --status reverted 20261128000100 20261128000200 20261128000300
+--
+-- The failure log public.vocabsync_trigger_failures is kept: its counts are history, and the
+-- migrations re-create it only if it is missing. Drop it by hand if you want it gone.
 --
 -- The function is dropped without CASCADE: if a trigger outside this list still uses it (left
 -- over from an older VOCABSYNC_SOURCES), this fails and changes nothing; drop that trigger first.
