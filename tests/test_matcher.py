@@ -292,3 +292,18 @@ def test_overlay_and_tombstones_answer_like_a_fresh_build() -> None:
         assert incremental.match(text) == fresh.match(text), text
     assert incremental.version == 8
     assert base_lists != new_lists
+
+
+@pytest.mark.parametrize(
+    ("term", "question"),
+    [
+        ("govt", "how was govt this week"),
+        ("Brgy. San Roque, Antipolo", "works in BRGY SAN ROQUE ANTIPOLO"),
+        ("Ave Maria Hall", "the ave maria hall budget"),
+    ],
+)
+def test_a_term_written_as_stored_scores_exactly_one(term: str, question: str) -> None:
+    """Exact = 1.0, even for a term made of words the abbreviation table knows."""
+    index = index_of({"projects": [term]})
+    matches = index.match(question)
+    assert [(m.value, m.score) for m in matches] == [(term, 1.0)]

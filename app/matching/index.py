@@ -10,7 +10,7 @@ the matcher swaps a whole new one in, so a request always sees one consistent ve
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rapidfuzz.distance import Levenshtein
 
@@ -126,7 +126,7 @@ class MatchIndex:
         found = self._search(self.base, tokens, wanted, text, self.overlay)
         if self.overlay is not None:
             found += self._search(self.overlay, tokens, wanted, text, self.base)
-        chosen = _resolve(found)
+        chosen = _resolve([_as_written(f, text) for f in found])
         if limit is not None and len(chosen) > limit:
             chosen = sorted(chosen, key=lambda f: (-f.score, f.start))[:limit]
         chosen.sort(key=lambda f: (f.start, f.end, _FIELD_ORDER[f.field]))
@@ -196,6 +196,15 @@ def _closest(values: Iterable[str], tokens: list[Token], candidate: Candidate) -
     """Of several spellings of one term ("Phase II", "Phase 2"), the one written most alike."""
     said = " ".join(t.text for t in tokens[candidate.first : candidate.last + 1])
     return min(sorted(values), key=lambda value: Levenshtein.distance(said, " ".join(words(value))))
+
+
+def _as_written(found: _Found, text: str) -> _Found:
+    """A term written exactly as stored (but for case, accents, spacing and punctuation) is an
+    exact match and scores 1.0, even when it was found through its abbreviation reading
+    ("Govt" in the question for the term "Govt")."""
+    if found.score < 1.0 and words(text[found.start : found.end]) == words(found.value):
+        return replace(found, score=1.0, exact=True)
+    return found
 
 
 def _resolve(found: list[_Found]) -> list[_Found]:
