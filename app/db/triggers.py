@@ -5,7 +5,7 @@ Two modes (``VOCABSYNC_TRIGGER_MODE``, ``vocabsync migrate --mode``):
 * ``precise`` (the default): INSERT, DELETE and TRUNCATE notify once per statement; an UPDATE
   notifies only when the text of a vocabulary column of some row changed. NOTIFY serialises
   committing transactions cluster-wide, so writes that cannot change the vocabulary must not send
-  one (ARCHITECTURE invariant 5, docs/write-path.md). The UPDATE trigger is ``AFTER UPDATE OF
+  one (ARCHITECTURE invariant 5; README, "Write path"). The UPDATE trigger is ``AFTER UPDATE OF
   <the vocabulary columns>``, so an UPDATE that names none of them costs next to nothing, except
   on a table with BEFORE UPDATE row triggers: one of those may change a vocabulary column the
   UPDATE does not name, which an ``UPDATE OF`` trigger would not see, so there the trigger fires
@@ -285,7 +285,7 @@ _PRECISE_HEADER: Final = """\
 --
 -- Why: NOTIFY takes a cluster-wide lock at commit and holds it through the WAL flush, so
 -- notifying transactions commit one at a time; writes that cannot change the vocabulary should
--- not queue for that lock (docs/write-path.md). The comparison is on the columns' text, as the
+-- not queue for that lock (README, "Write path"). The comparison is on the columns' text, as the
 -- bridge reads them: a change the column type's equality ignores (citext case, numeric scale)
 -- still notifies. The UPDATE OF list spares other UPDATEs even the WHEN condition; but it is
 -- decided from the UPDATE statement, so on a table with BEFORE UPDATE row triggers (which may

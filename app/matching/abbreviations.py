@@ -3,7 +3,7 @@
 Both the vocabulary and the questions are read through this table, so "Sto. Nino", "Santo Nino"
 and "Sto Nino" are the same words, whichever of them the database holds. An abbreviation may stand
 for several words ("QC": "Quezon City") or for several alternatives ("St": street or saint).
-Deployments extend or override it with ``VOCABSYNC_MATCH_ABBREVIATIONS`` (see docs/matching.md).
+Deployments extend or override it with ``VOCABSYNC_MATCH_ABBREVIATIONS`` (see the README).
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ class MatchIndex:
     def match(
         self, text: str, fields: Sequence[str] | None = None, limit: int | None = None
     ) -> list[Match]:
-        """The entities named in ``text``, sorted by position (see docs/matching.md)."""
+        """The entities named in ``text``, sorted by position (README, "Entity matching")."""
         tokens = tokenize(text)
         if not tokens:
             return []

@@ -145,7 +145,7 @@ class EntityMatcher:
     def match_entities(
         self, text: str, fields: Sequence[str] | None = None, limit: int | None = None
     ) -> list[Match]:
-        """The vocabulary terms named in ``text``, sorted by position (docs/matching.md)."""
+        """The vocabulary terms named in ``text``, sorted by position (README: Entity matching)."""
         return self.match(text, fields, limit).matches
 
     def status(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@
 --
 -- Why: NOTIFY takes a cluster-wide lock at commit and holds it through the WAL flush, so
 -- notifying transactions commit one at a time; writes that cannot change the vocabulary should
--- not queue for that lock (docs/write-path.md). The comparison is on the columns' text, as the
+-- not queue for that lock (README, "Write path"). The comparison is on the columns' text, as the
 -- bridge reads them: a change the column type's equality ignores (citext case, numeric scale)
 -- still notifies. The UPDATE OF list spares other UPDATEs even the WHEN condition; but it is
 -- decided from the UPDATE statement, so on a table with BEFORE UPDATE row triggers (which may
