@@ -12,16 +12,19 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
-FIELDS: Final[tuple[str, ...]] = (
+FieldName = Literal[
     "projects",
     "project_locations",
     "expense_files",
     "cashflow_files",
     "expense_categories",
     "cashflow_categories",
-)
+]
+"""The six vocabulary fields, as a type (API schemas validate against it)."""
+
+FIELDS: Final[tuple[str, ...]] = get_args(FieldName)
 """The six vocabulary fields, in the order of the design document's data model."""
 
 META_KEY: Final = "meta"

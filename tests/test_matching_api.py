@@ -10,12 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from app.config import Settings
 from app.demo import DemoStack
@@ -26,17 +24,10 @@ from app.services.entity_matcher import EntityMatcher
 from app.services.redis_vocabulary import RedisVocabularyCache
 from app.services.vocabulary_sync_bridge import VocabularySyncBridge
 from tests.fixtures_app import FAST_ENV, execute, make_settings
+from tests.test_api import running_client
 from tests.waiting import wait_until, wait_until_async
 
 FRESHNESS_S = 1.0
-
-
-@asynccontextmanager
-async def running_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
 
 
 def seed(db_url: str) -> None:

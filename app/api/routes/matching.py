@@ -7,7 +7,7 @@ Answers from the instance's current matching index (kept as fresh as the snapsho
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -15,17 +15,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from app.api.deps import CacheDep
 from app.matching.settings import MAX_TEXT_LENGTH
 from app.services.entity_matcher import EntityMatcher, IndexNotReadyError, MatchResult
+from app.vocabulary import FieldName
 
 router = APIRouter(prefix="/api/vocabulary", tags=["Vocabulary"])
 
-FieldName = Literal[
-    "projects",
-    "project_locations",
-    "expense_files",
-    "cashflow_files",
-    "expense_categories",
-    "cashflow_categories",
-]
 
 INLINE_TEXT_LENGTH = 500
 """Longer texts are matched on a worker thread, so the event loop keeps serving meanwhile."""
