@@ -101,7 +101,6 @@ class VocabularySyncBridge:
         self.reconnects = dict.fromkeys(LINKS, 0)
         self._failing_link: str | None = None
         self._last_failed_link: str | None = None
-        self._last_heartbeat = 0.0
         self.metrics = Metrics(self)
         self._stop: asyncio.Event | None = None
 
@@ -352,7 +351,6 @@ class VocabularySyncBridge:
                     "published": self.messages_published,
                 },
             )
-        self._last_heartbeat = time.monotonic()
 
     def _note_failure(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):
