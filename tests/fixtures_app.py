@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -20,6 +21,7 @@ from psycopg import sql
 from app.config import Settings
 from app.db.migrate import migrate
 from app.local_servers import LocalPostgres
+from app.processes import cli_argv
 from app.services.redis_vocabulary import RedisVocabularyCache
 from app.services.vocabulary_sync_bridge import VocabularySyncBridge
 
@@ -91,6 +93,32 @@ def execute(url: str, statement: str, params: Sequence[Any] = ()) -> None:
     """Run one statement in its own committed transaction."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(statement, params)  # type: ignore[arg-type]
+
+
+def replace_vocabulary(
+    url: str, settings: Settings, rows: Sequence[tuple[str, str | None]]
+) -> None:
+    """Empty the five tables, then insert each (field, value) into the column that feeds it."""
+    execute(url, 'TRUNCATE "Project", "Expenses", "CashFlow", "ExpensesColumn", "CashFlowColumn"')
+    for field, value in rows:
+        source = settings.sources.sources[field]
+        statement = sql.SQL("INSERT INTO {} ({}) VALUES (%s)").format(
+            sql.Identifier(source.table), sql.Identifier(source.column)
+        )
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(statement, (value,))
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``vocabsync ARGS`` as a real process (stdout and stderr captured, never raises)."""
+    return subprocess.run(
+        cli_argv(*args),
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def query_lists(url: str, table: str, column: str) -> list[str]:

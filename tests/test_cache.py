@@ -15,7 +15,13 @@ from app.services.redis_vocabulary import RedisVocabularyCache
 from app.services.snapshot_store import SnapshotStore
 from app.services.vocabulary_sync_bridge import VocabularySyncBridge
 from app.vocabulary import FIELDS, Snapshot
-from tests.fixtures_app import derive, execute, expected_vocabulary, make_settings
+from tests.fixtures_app import (
+    derive,
+    execute,
+    expected_vocabulary,
+    make_settings,
+    replace_vocabulary,
+)
 from tests.waiting import wait_until_async
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
@@ -91,12 +97,7 @@ async def test_fallback_returns_what_redis_would(
     settings: Settings, db_url: str, rows: list[tuple[str, str]]
 ) -> None:
     """Feature: real-time-vocabulary-sync, Property 4: Fallback mode provides accurate data."""
-    execute(
-        db_url, 'TRUNCATE "Project", "Expenses", "CashFlow", "ExpensesColumn", "CashFlowColumn"'
-    )
-    for field, value in rows:
-        source = settings.sources.sources[field]
-        execute(db_url, f'INSERT INTO "{source.table}"("{source.column}") VALUES (%s)', (value,))
+    replace_vocabulary(db_url, settings, rows)
     with_redis = RedisVocabularyCache(settings)
     without_redis = RedisVocabularyCache(derive(settings, redis_url=CLOSED_REDIS))
     try:

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from app.demo import DemoStack
 from app.local_servers import LocalRedis
 from app.processes import ManagedProcess, http_json, python_module_argv
 from app.vocabulary import Snapshot
-from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, make_settings
+from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, make_settings, run_cli
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -388,17 +387,6 @@ def test_sigterm_stops_bridge_and_api_promptly_and_cleanly(stack: E2EStack, db_u
 
 
 # --- 8. the command line ----------------------------------------------------------------------
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 HELP_MENTIONS = {

@@ -15,7 +15,7 @@ from app.services.redis_vocabulary import RedisVocabularyCache
 from app.services.snapshot_store import SnapshotStore, redis_client
 from app.services.vocabulary_loader import VocabularyLoader
 from app.vocabulary import FIELDS
-from tests.fixtures_app import derive, execute, expected_vocabulary
+from tests.fixtures_app import derive, execute, expected_vocabulary, replace_vocabulary
 
 text_values = st.one_of(
     st.none(),
@@ -123,12 +123,7 @@ async def test_cache_refresh_updates_all_vocabulary_data(
     rows: list[tuple[str, str | None]],
 ) -> None:
     """Feature: real-time-vocabulary-sync, Property 3: Cache refresh updates all vocabulary data."""
-    execute(
-        db_url, 'TRUNCATE "Project", "Expenses", "CashFlow", "ExpensesColumn", "CashFlowColumn"'
-    )
-    for field, value in rows:
-        source = settings.sources.sources[field]
-        execute(db_url, f'INSERT INTO "{source.table}"("{source.column}") VALUES (%s)', (value,))
+    replace_vocabulary(db_url, settings, rows)
     cache = RedisVocabularyCache(settings)
     client = redis_client(settings)
     caplog.clear()

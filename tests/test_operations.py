@@ -24,7 +24,7 @@ from app.main import create_app
 from app.processes import ManagedProcess, cli_argv
 from app.services.redis_vocabulary import RedisVocabularyCache
 from app.services.vocabulary_sync_bridge import VocabularySyncBridge
-from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, make_settings
+from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, make_settings, run_cli
 from tests.test_api import running_client
 from tests.waiting import wait_until, wait_until_async
 
@@ -234,10 +234,7 @@ async def test_fallback_share_is_visible_in_metrics(settings: Settings, db_url: 
 
 
 def run_status(stack: DemoStack) -> tuple[int, dict[str, object]]:
-    env = stack.child_env()
-    result = subprocess.run(
-        cli_argv("status", "--json"), env=env, capture_output=True, text=True, timeout=60
-    )
+    result = run_cli("status", "--json", env=stack.child_env())
     return result.returncode, json.loads(result.stdout)
 
 
@@ -257,9 +254,7 @@ def test_status_tells_the_truth(stack: DemoStack, db_url: str) -> None:
         "snapshot": "ok",
         "instances": "ok",
     }
-    human = subprocess.run(
-        cli_argv("status"), env=stack.child_env(), capture_output=True, text=True, timeout=60
-    )
+    human = run_cli("status", env=stack.child_env())
     assert human.returncode == 0
     assert "all is well" in human.stdout
 
@@ -299,9 +294,7 @@ def test_secrets_never_reach_output(pg_url: str) -> None:
         "VOCABSYNC_NETWORK_TIMEOUT": "1",
     }
     for args in (("status",), ("status", "--json"), ("migrate", "--check"), ("migrate",)):
-        result = subprocess.run(
-            cli_argv(*args), env=env, capture_output=True, text=True, timeout=60
-        )
+        result = run_cli(*args, env=env)
         assert result.returncode != 0
         assert secret not in result.stdout + result.stderr, args
         assert "***" in result.stdout + result.stderr or "127.0.0.1" in result.stderr

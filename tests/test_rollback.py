@@ -5,21 +5,22 @@ from __future__ import annotations
 import subprocess
 
 from app.config import Settings
-from app.processes import cli_argv
 from app.services.redis_vocabulary import RedisVocabularyCache
 from app.services.vocabulary_sync_bridge import VocabularySyncBridge
-from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary
+from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, run_cli as run_cli_process
 from tests.waiting import wait_until_async
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "DATABASE_URL": settings.postgres_conninfo,
-        "REDIS_URL": settings.redis_connection_url,
-        **FAST_ENV,
-    }
-    return subprocess.run(cli_argv(*args), env=env, capture_output=True, text=True, timeout=60)
+    return run_cli_process(
+        *args,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": settings.postgres_conninfo,
+            "REDIS_URL": settings.redis_connection_url,
+            **FAST_ENV,
+        },
+    )
 
 
 async def test_rollback_then_reenable(

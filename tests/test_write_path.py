@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass
+from subprocess import CompletedProcess
 
 import psycopg
 import pytest
@@ -25,7 +24,7 @@ from app.db.migrate import check
 from app.services.redis_vocabulary import RedisVocabularyCache
 from app.services.vocabulary_sync_bridge import VocabularySyncBridge
 from app.sources import SourceMap
-from tests.fixtures_app import FAST_ENV, expected_vocabulary
+from tests.fixtures_app import FAST_ENV, expected_vocabulary, run_cli as run_cli_process
 from tests.waiting import wait_until_async
 
 SOURCES = SourceMap.default()
@@ -203,19 +202,12 @@ async def test_rename_reaches_the_instance_and_other_updates_send_nothing(
     assert asyncio.get_running_loop().time() - started < 2.0
 
 
-def run_cli(url: str, *args: str, mode: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(url: str, *args: str, mode: str | None = None) -> CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": url, **FAST_ENV}
     env.pop("VOCABSYNC_TRIGGER_MODE", None)
     if mode is not None:
         env["VOCABSYNC_TRIGGER_MODE"] = mode
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli_process(*args, env=env)
 
 
 def test_cli_migrate_mode_and_check(db_url: str) -> None:

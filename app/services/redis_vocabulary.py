@@ -32,7 +32,7 @@ from app.errors import DatabaseUnavailableError, RedisUnavailableError, RefreshE
 from app.metrics import LinkStats, Metrics, MetricValues
 from app.services.heartbeat import process_identity, remove_heartbeat, write_heartbeat
 from app.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
-from app.services.sync_control import read_disabled
+from app.services.sync_control import SyncSwitch
 from app.services.vocabulary_loader import VocabularyLoader
 from app.singleflight import CoalescingRunner
 from app.vocabulary import Snapshot
@@ -98,7 +98,7 @@ class RedisVocabularyCache:
         self._fallback_loaded_at: float | None = None
         self._listeners: list[SnapshotListener] = []
         self._redis_down_reported = False  # warn once per outage, and at startup
-        self.sync_disabled = False
+        self._switch: SyncSwitch | None = None
         self.metrics = Metrics(self)
 
     # --- configuration (lazy, so importing a module-level instance does no I/O) -------------
@@ -145,6 +145,11 @@ class RedisVocabularyCache:
         """True when changes cannot reach this instance: the listener is not subscribed, or
         real-time sync was switched off by ``vocabsync rollback``."""
         return not self.listener_running or self.sync_disabled
+
+    @property
+    def sync_disabled(self) -> bool:
+        """True while `vocabsync rollback` has switched real-time sync off."""
+        return self._switch is not None and self._switch.disabled
 
     def _stale_for_fallback(self) -> bool:
         if not self.has_snapshot:
@@ -454,18 +459,11 @@ class RedisVocabularyCache:
     async def _follow_switch(self, runner: CoalescingRunner[Snapshot]) -> None:
         """Enter or leave database-read mode when ``vocabsync rollback`` flips the switch."""
         store, _ = self._ensure_runtime()
+        if self._switch is None:
+            self._switch = SyncSwitch(self.settings, "reads go to PostgreSQL")
         async with asyncio.timeout(self.settings.network_timeout):
-            disabled = await read_disabled(store.client, self.settings) is not None
-        if disabled == self.sync_disabled:
-            return
-        self.sync_disabled = disabled
-        logger.warning(
-            "real-time sync %s: %s",
-            "disabled by rollback" if disabled else "re-enabled",
-            "reads go to PostgreSQL" if disabled else "back to the shared snapshot",
-            extra={"action": "sync_disabled" if disabled else "sync_reenabled"},
-        )
-        if not disabled:
+            flipped = await self._switch.poll(store.client)
+        if flipped and not self.sync_disabled:
             runner.submit(LEVEL_REDIS, "resync").add_done_callback(_consume)
 
     @property

@@ -9,12 +9,15 @@ key at every health check, so the switch takes effect within seconds everywhere.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from app.config import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def disabled_key(settings: Settings) -> str:
@@ -39,3 +42,27 @@ async def set_disabled(client: aioredis.Redis, settings: Settings, reason: str) 
 
 async def clear_disabled(client: aioredis.Redis, settings: Settings) -> None:
     await client.delete(disabled_key(settings))
+
+
+class SyncSwitch:
+    """One process's view of the switch: polled at each health check, each flip logged once."""
+
+    def __init__(self, settings: Settings, effect_when_disabled: str) -> None:
+        self.settings = settings
+        self.effect_when_disabled = effect_when_disabled
+        self.disabled = False
+
+    async def poll(self, client: aioredis.Redis) -> bool:
+        """Read the switch; True when it flipped since the last poll."""
+        disabled = await read_disabled(client, self.settings) is not None
+        if disabled == self.disabled:
+            return False
+        self.disabled = disabled
+        logger.warning(
+            "real-time sync %s",
+            f"disabled by `vocabsync rollback`: {self.effect_when_disabled}"
+            if disabled
+            else "re-enabled by `vocabsync rollback --reenable`: resyncing",
+            extra={"action": "sync_disabled" if disabled else "sync_reenabled"},
+        )
+        return True

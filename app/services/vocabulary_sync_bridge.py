@@ -44,7 +44,7 @@ from app.services.heartbeat import (
     write_heartbeat,
 )
 from app.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
-from app.services.sync_control import read_disabled
+from app.services.sync_control import SyncSwitch
 from app.services.vocabulary_loader import VocabularyLoader
 from app.vocabulary import FIELDS, Snapshot
 
@@ -92,7 +92,7 @@ class VocabularySyncBridge:
         self.active = False
         self.takeovers = 0
         self.trigger_failures = 0
-        self.sync_disabled = False
+        self.switch = SyncSwitch(self.settings, "not publishing")
         self.active_since: float | None = None
         self.identity = self.settings.instance_name or process_identity()
         self.started_at = time.time()
@@ -103,6 +103,11 @@ class VocabularySyncBridge:
         self._last_failed_link: str | None = None
         self.metrics = Metrics(self)
         self._stop: asyncio.Event | None = None
+
+    @property
+    def sync_disabled(self) -> bool:
+        """True while `vocabsync rollback` has switched real-time sync off."""
+        return self.switch.disabled
 
     @property
     def metric_values(self) -> MetricValues:
@@ -403,18 +408,10 @@ class VocabularySyncBridge:
             self.trigger_failures = int(row[0]) if row is not None else 0
         self._failing_link = "redis"
         await self._heartbeat(store)
-        disabled = await read_disabled(store.client, self.settings) is not None
+        flipped = await self.switch.poll(store.client)
         self._failing_link = None
-        if disabled != self.sync_disabled:
-            self.sync_disabled = disabled
-            logger.warning(
-                "real-time sync %s by `vocabsync rollback%s`",
-                "disabled" if disabled else "re-enabled",
-                "" if disabled else " --reenable",
-                extra={"action": "sync_disabled" if disabled else "sync_reenabled"},
-            )
-            if not disabled:
-                await self._sync(conn, store, None, [RESYNC_MESSAGE], "resync")
+        if flipped and not self.sync_disabled:
+            await self._sync(conn, store, None, [RESYNC_MESSAGE], "resync")
 
     async def _on_tables(self, conn: AsyncConn, store: SnapshotStore, payloads: list[str]) -> None:
         tables = list(dict.fromkeys(payloads))
