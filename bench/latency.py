@@ -19,10 +19,10 @@ import sys
 import time
 from typing import Any
 
-from app.config import Settings
-from app.demo import DemoStack
-from app.demo_data import demo_vocabulary
-from app.processes import http_json
+from vocabsync.config import Settings
+from vocabsync.demo import DemoStack
+from vocabsync.demo_data import demo_vocabulary
+from vocabsync.processes import http_json
 
 POLL_INTERVAL_S = 0.0005
 TIMEOUT_S = 10.0

@@ -26,10 +26,10 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from app.demo_data import COST_LINES, FACILITIES, FEATURES, MONTHS, PLACES
-from app.matching import MatchIndex, MatchSettings
-from app.matching.text import tokenize, words
-from app.vocabulary import FIELDS, Snapshot
+from vocabsync.demo_data import COST_LINES, FACILITIES, FEATURES, MONTHS, PLACES
+from vocabsync.matching import MatchIndex, MatchSettings
+from vocabsync.matching.text import tokenize, words
+from vocabsync.vocabulary import FIELDS, Snapshot
 
 # --- vocabulary ---------------------------------------------------------------------------------
 

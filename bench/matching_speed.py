@@ -35,11 +35,11 @@ from typing import Any
 
 from matching_eval import KINDS, QuestionMaker, generate_vocabulary
 
-from app.config import Settings
-from app.demo import DemoStack
-from app.demo_data import demo_vocabulary
-from app.matching import MatchIndex, MatchSettings
-from app.vocabulary import Snapshot
+from vocabsync.config import Settings
+from vocabsync.demo import DemoStack
+from vocabsync.demo_data import demo_vocabulary
+from vocabsync.matching import MatchIndex, MatchSettings
+from vocabsync.vocabulary import Snapshot
 
 QUESTION_WORDS = 20
 ROUNDS = 3

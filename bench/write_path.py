@@ -48,10 +48,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from app.config import Settings
-from app.db.migrate import migrate
-from app.db.triggers import DEFAULT_CHANNEL, render_rollback_sql, render_trigger_sql
-from app.local_servers import LocalPostgres, find_system_postgres_bin_dir
+from vocabsync.config import Settings
+from vocabsync.db.migrate import migrate
+from vocabsync.db.triggers import DEFAULT_CHANNEL, render_rollback_sql, render_trigger_sql
+from vocabsync.local_servers import LocalPostgres, find_system_postgres_bin_dir
 
 VARIANTS = ("none", "statement", "precise", "when_only")
 WORKLOADS = ("insert", "update")

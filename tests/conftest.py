@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from app.local_servers import LocalPostgres, LocalRedis, resolve_flavor
+from vocabsync.local_servers import LocalPostgres, LocalRedis, resolve_flavor
 
 pytest_plugins = ["tests.fixtures_app"]
 

@@ -18,12 +18,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from app.config import Settings
-from app.db.migrate import migrate
-from app.local_servers import LocalPostgres
-from app.processes import cli_argv
-from app.services.redis_vocabulary import RedisVocabularyCache
-from app.services.vocabulary_sync_bridge import VocabularySyncBridge
+from vocabsync.config import Settings
+from vocabsync.db.migrate import migrate
+from vocabsync.local_servers import LocalPostgres
+from vocabsync.processes import cli_argv
+from vocabsync.services.redis_vocabulary import RedisVocabularyCache
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 
 FAST = {
     "reconnect_initial_delay": 0.05,

@@ -21,13 +21,13 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from app.config import Settings
-from app.main import create_app
-from app.services.vocabulary_sync_bridge import VocabularySyncBridge
 from tests.fixtures_app import derive, execute
 from tests.test_api import running_client
 from tests.test_deploy import DEPLOY, REPO, debian_binary_extracted
 from tests.waiting import wait_until_async
+from vocabsync.config import Settings
+from vocabsync.main import create_app
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 
 PROMETHEUS = DEPLOY / "prometheus"
 ALERTS = PROMETHEUS / "alerts.yml"

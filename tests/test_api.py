@@ -13,11 +13,11 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from app.config import Settings
-from app.local_servers import LocalRedis
-from app.main import create_app
-from app.vocabulary import FIELDS, Snapshot
 from tests.fixtures_app import derive, execute, expected_vocabulary, make_settings
+from vocabsync.config import Settings
+from vocabsync.local_servers import LocalRedis
+from vocabsync.main import create_app
+from vocabsync.vocabulary import FIELDS, Snapshot
 
 COUNT_KEYS = {
     "projects",

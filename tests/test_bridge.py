@@ -9,12 +9,12 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from app.config import Settings
-from app.local_servers import LocalRedis
-from app.services.vocabulary_sync_bridge import VocabularySyncBridge
-from app.vocabulary import Snapshot
 from tests.fixtures_app import derive, execute, expected_vocabulary
 from tests.waiting import wait_until_async
+from vocabsync.config import Settings
+from vocabsync.local_servers import LocalRedis
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
+from vocabsync.vocabulary import Snapshot
 
 
 @pytest.fixture

@@ -9,12 +9,6 @@ import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from app.config import Settings
-from app.local_servers import LocalRedis
-from app.services.redis_vocabulary import RedisVocabularyCache
-from app.services.snapshot_store import SnapshotStore
-from app.services.vocabulary_sync_bridge import VocabularySyncBridge
-from app.vocabulary import FIELDS, Snapshot
 from tests.fixtures_app import (
     derive,
     execute,
@@ -23,6 +17,12 @@ from tests.fixtures_app import (
     replace_vocabulary,
 )
 from tests.waiting import wait_until_async
+from vocabsync.config import Settings
+from vocabsync.local_servers import LocalRedis
+from vocabsync.services.redis_vocabulary import RedisVocabularyCache
+from vocabsync.services.snapshot_store import SnapshotStore
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
+from vocabsync.vocabulary import FIELDS, Snapshot
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
 terms = st.text(

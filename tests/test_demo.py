@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from app.processes import cli_argv
+from vocabsync.processes import cli_argv
 
 
 @pytest.mark.slow

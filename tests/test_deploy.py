@@ -35,11 +35,11 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from app.cli import build_parser
-from app.local_servers import find_free_port
-from app.processes import ManagedProcess, cli_argv, http_json
 from tests.fixtures_app import FAST_ENV
 from tests.waiting import wait_until
+from vocabsync.cli import build_parser
+from vocabsync.local_servers import find_free_port
+from vocabsync.processes import ManagedProcess, cli_argv, http_json
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -295,7 +295,7 @@ def test_dockerfile_is_slim_non_root_and_caches_dependencies_in_their_own_layer(
         for n, i in enumerate(instructions)
         if i.keyword == "RUN" and "pip install -r" in i.arguments
     )
-    code_copy = next(n for n, i in copies if i.arguments.split()[0] == "app")
+    code_copy = next(n for n, i in copies if i.arguments.split()[0] == "vocabsync")
     assert first_copy_index < install < code_copy
     assert all(
         i.keyword != "COPY" or n == first_copy_index for n, i in enumerate(instructions[:install])

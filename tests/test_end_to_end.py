@@ -24,12 +24,12 @@ import psycopg
 import pytest
 import redis
 
-from app.demo import DemoStack
-from app.local_servers import LocalRedis
-from app.processes import ManagedProcess, http_json, python_module_argv
-from app.vocabulary import Snapshot
 from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, make_settings, run_cli
 from tests.waiting import wait_until
+from vocabsync.demo import DemoStack
+from vocabsync.local_servers import LocalRedis
+from vocabsync.processes import ManagedProcess, http_json, python_module_argv
+from vocabsync.vocabulary import Snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -439,7 +439,10 @@ def test_cli_help_migrate_check_and_bridge_module(
     pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     pubsub.subscribe("vocabulary_updated")
     bridge = ManagedProcess(
-        "bridge-module", python_module_argv("app.services.vocabulary_sync_bridge"), env, tmp_path
+        "bridge-module",
+        python_module_argv("vocabsync.services.vocabulary_sync_bridge"),
+        env,
+        tmp_path,
     )
     try:
         bridge.start()

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from app.config import Settings
-from app.local_servers import LocalPostgres, LocalRedis
-from app.services.redis_vocabulary import RedisVocabularyCache
-from app.services.vocabulary_sync_bridge import VocabularySyncBridge
 from tests.fixtures_app import derive, execute, expected_vocabulary
 from tests.proxy import TcpProxy
 from tests.waiting import wait_until_async
+from vocabsync.config import Settings
+from vocabsync.local_servers import LocalPostgres, LocalRedis
+from vocabsync.services.redis_vocabulary import RedisVocabularyCache
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from app.config import Settings
-from app.errors import ConfigurationError, DatabaseUnavailableError
-from app.services.redis_vocabulary import RedisVocabularyCache
-from app.services.snapshot_store import SnapshotStore, redis_client
-from app.services.vocabulary_loader import VocabularyLoader
-from app.vocabulary import FIELDS
 from tests.fixtures_app import derive, execute, expected_vocabulary, replace_vocabulary
+from vocabsync.config import Settings
+from vocabsync.errors import ConfigurationError, DatabaseUnavailableError
+from vocabsync.services.redis_vocabulary import RedisVocabularyCache
+from vocabsync.services.snapshot_store import SnapshotStore, redis_client
+from vocabsync.services.vocabulary_loader import VocabularyLoader
+from vocabsync.vocabulary import FIELDS
 
 text_values = st.one_of(
     st.none(),

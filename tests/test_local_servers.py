@@ -17,8 +17,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from app import local_servers
-from app.local_servers import (
+from tests.waiting import wait_until, wait_until_async
+from vocabsync import local_servers
+from vocabsync.local_servers import (
     LocalPostgres,
     LocalRedis,
     LocalServerError,
@@ -30,7 +31,6 @@ from app.local_servers import (
     find_system_redis_server,
     resolve_flavor,
 )
-from tests.waiting import wait_until, wait_until_async
 
 # Both flavors run wherever their binaries exist (this machine and CI have both); a missing
 # flavor is skipped with the reason instead of failing the whole suite.
@@ -235,7 +235,7 @@ def test_postgres_url_for_and_explicit_port_and_base_dir(shared_tmp: Path) -> No
 
 FORGETFUL_SCRIPT = """
 import json, sys
-from app.local_servers import LocalPostgres, LocalRedis
+from vocabsync.local_servers import LocalPostgres, LocalRedis
 pg, rd = LocalPostgres(), LocalRedis()
 pg.start()
 rd.start()

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from app.matching import Abbreviations, Match, MatchIndex, MatchSettings
-from app.matching.text import tokenize
-from app.vocabulary import FIELDS, Snapshot
+from vocabsync.matching import Abbreviations, Match, MatchIndex, MatchSettings
+from vocabsync.matching.text import tokenize
+from vocabsync.vocabulary import FIELDS, Snapshot
 
 VOCABULARY: dict[str, list[str]] = {
     "projects": [

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from app.matching import MatchIndex, MatchSettings
-from app.matching.changes import Delta
-from app.vocabulary import FIELDS, Snapshot
+from vocabsync.matching import MatchIndex, MatchSettings
+from vocabsync.matching.changes import Delta
+from vocabsync.vocabulary import FIELDS, Snapshot
 
 TERM_LETTERS = "bdfgkmprtvz" + "aeiou"
 FILLER_WORDS = (

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from app.matching import Abbreviations, MatchSettings
-from app.matching.changes import Delta, FieldChange, diff
-from app.matching.maintainer import IndexMaintainer
-from app.vocabulary import FIELDS, Snapshot
 from tests.waiting import wait_until
+from vocabsync.matching import Abbreviations, MatchSettings
+from vocabsync.matching.changes import Delta, FieldChange, diff
+from vocabsync.matching.maintainer import IndexMaintainer
+from vocabsync.vocabulary import FIELDS, Snapshot
 
 BASE = {
     "projects": ["Marikina Flood Control Phase 1", "Pasig Bridge Rehabilitation"],

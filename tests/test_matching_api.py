@@ -15,17 +15,17 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import Settings
-from app.demo import DemoStack
-from app.local_servers import LocalRedis
-from app.main import create_app
-from app.matching import MAX_TEXT_LENGTH, MatchSettings
-from app.services.entity_matcher import EntityMatcher
-from app.services.redis_vocabulary import RedisVocabularyCache
-from app.services.vocabulary_sync_bridge import VocabularySyncBridge
 from tests.fixtures_app import FAST_ENV, execute, make_settings
 from tests.test_api import running_client
 from tests.waiting import wait_until, wait_until_async
+from vocabsync.config import Settings
+from vocabsync.demo import DemoStack
+from vocabsync.local_servers import LocalRedis
+from vocabsync.main import create_app
+from vocabsync.matching import MAX_TEXT_LENGTH, MatchSettings
+from vocabsync.services.entity_matcher import EntityMatcher
+from vocabsync.services.redis_vocabulary import RedisVocabularyCache
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 
 FRESHNESS_S = 1.0
 

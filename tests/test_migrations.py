@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 from psycopg import sql
 
-from app.config import Settings
-from app.db.migrate import (
+from vocabsync.config import Settings
+from vocabsync.db.migrate import (
     MIGRATIONS_DIR_ENV,
     check,
     migrate,
@@ -32,7 +32,7 @@ from app.db.migrate import (
     trigger_migration_mode,
     trigger_migration_rendering,
 )
-from app.db.triggers import (
+from vocabsync.db.triggers import (
     CURRENT_REVISION,
     DEFAULT_TRIGGER_MODE,
     FUNCTION_SIGNATURE,
@@ -46,18 +46,24 @@ from app.db.triggers import (
     render_trigger_sql,
     trigger_specs,
 )
-from app.errors import ConfigurationError
-from app.sources import FieldSource, SourceMap
+from vocabsync.errors import ConfigurationError
+from vocabsync.sources import FieldSource, SourceMap
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = "20261128000000_vocabulary_base_schema.sql"
 TRIGGERS = "20261128000100_vocabulary_sync_triggers.sql"
 PRECISE_TRIGGERS = "20261128000200_vocabulary_precise_triggers.sql"
 FAILURE_LOG = "20261128000300_vocabulary_trigger_failure_log.sql"
-TRIGGER_FILE = REPO / "supabase" / "migrations" / TRIGGERS
-PRECISE_TRIGGER_FILE = REPO / "supabase" / "migrations" / PRECISE_TRIGGERS
-FAILURE_LOG_FILE = REPO / "supabase" / "migrations" / FAILURE_LOG
-ROLLBACK_FILE = REPO / "supabase" / "rollback" / "20261128000100_vocabulary_sync_triggers_down.sql"
+TRIGGER_FILE = REPO / "vocabsync" / "supabase" / "migrations" / TRIGGERS
+PRECISE_TRIGGER_FILE = REPO / "vocabsync" / "supabase" / "migrations" / PRECISE_TRIGGERS
+FAILURE_LOG_FILE = REPO / "vocabsync" / "supabase" / "migrations" / FAILURE_LOG
+ROLLBACK_FILE = (
+    REPO
+    / "vocabsync"
+    / "supabase"
+    / "rollback"
+    / "20261128000100_vocabulary_sync_triggers_down.sql"
+)
 
 CHANNEL = "vocabulary_changed"
 LONG_CHANNEL = "c" * 64
@@ -296,7 +302,7 @@ def test_committed_trigger_migrations_equal_renderings() -> None:
 def test_committed_rollback_equals_rendering() -> None:
     rollback = ROLLBACK_FILE.read_bytes().decode("utf-8")
     assert rollback == render_rollback_sql(DEFAULTS)
-    assert not (REPO / "supabase" / "migrations" / ROLLBACK_FILE.name).exists()
+    assert not (REPO / "vocabsync" / "supabase" / "migrations" / ROLLBACK_FILE.name).exists()
     for table in TABLES:  # both modes' triggers
         for name in TRIGGER_NAMES:
             assert f"DROP TRIGGER IF EXISTS {name} ON {quote_ident(table)};" in rollback
@@ -443,7 +449,7 @@ async def test_migrations_directory_from_environment(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in (BASE, TRIGGERS):
-        shutil.copy(REPO / "supabase" / "migrations" / name, tmp_path / name)
+        shutil.copy(REPO / "vocabsync" / "supabase" / "migrations" / name, tmp_path / name)
     monkeypatch.setenv(MIGRATIONS_DIR_ENV, str(tmp_path))
     report = await migrate(make_settings(pg_url))
     assert report.applied == [BASE, TRIGGERS]
@@ -458,7 +464,7 @@ async def test_first_release_deployment_upgrades_to_precise_mode(
     gets precise mode from the new migration, whether through `vocabsync migrate` or by running
     the committed files (what `supabase db push` does)."""
     for name in (BASE, TRIGGERS):
-        shutil.copy(REPO / "supabase" / "migrations" / name, tmp_path / name)
+        shutil.copy(REPO / "vocabsync" / "supabase" / "migrations" / name, tmp_path / name)
     monkeypatch.setenv(MIGRATIONS_DIR_ENV, str(tmp_path))
     first = await migrate(make_settings(pg_url, trigger_mode="statement"))
     assert first.applied == [BASE, TRIGGERS]

@@ -17,16 +17,16 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from app.config import Settings
-from app.demo import DemoStack
-from app.local_servers import LocalRedis, find_free_port
-from app.main import create_app
-from app.processes import ManagedProcess, cli_argv
-from app.services.redis_vocabulary import RedisVocabularyCache
-from app.services.vocabulary_sync_bridge import VocabularySyncBridge
 from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, make_settings, run_cli
 from tests.test_api import running_client
 from tests.waiting import wait_until, wait_until_async
+from vocabsync.config import Settings
+from vocabsync.demo import DemoStack
+from vocabsync.local_servers import LocalRedis, find_free_port
+from vocabsync.main import create_app
+from vocabsync.processes import ManagedProcess, cli_argv
+from vocabsync.services.redis_vocabulary import RedisVocabularyCache
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 
 
 def scrape(url: str) -> dict[str, float]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 
-from app.config import Settings
-from app.services.redis_vocabulary import RedisVocabularyCache
-from app.services.vocabulary_sync_bridge import VocabularySyncBridge
 from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, run_cli as run_cli_process
 from tests.waiting import wait_until_async
+from vocabsync.config import Settings
+from vocabsync.services.redis_vocabulary import RedisVocabularyCache
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

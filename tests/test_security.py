@@ -29,17 +29,17 @@ import redis
 from hypothesis import HealthCheck, given, settings as hsettings
 from psycopg import sql
 
-from app.config import Settings
-from app.db.connection import connect
-from app.db.migrate import migrate
-from app.demo import DemoStack
-from app.local_servers import PG_RUN_AS_USERS, LocalPostgres, LocalRedis, resolve_flavor
-from app.main import create_app
-from app.processes import ManagedProcess, cli_argv, http_json
-from app.services.redis_vocabulary import RedisVocabularyCache
-from app.services.vocabulary_sync_bridge import VocabularySyncBridge
 from tests.fixtures_app import FAST_ENV, expected_vocabulary, make_settings
 from tests.waiting import wait_until, wait_until_async
+from vocabsync.config import Settings
+from vocabsync.db.connection import connect
+from vocabsync.db.migrate import migrate
+from vocabsync.demo import DemoStack
+from vocabsync.local_servers import PG_RUN_AS_USERS, LocalPostgres, LocalRedis, resolve_flavor
+from vocabsync.main import create_app
+from vocabsync.processes import ManagedProcess, cli_argv, http_json
+from vocabsync.services.redis_vocabulary import RedisVocabularyCache
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 
 PG_PASSWORD = "pg-S3cret-4f9a1c"
 REDIS_PASSWORD = "redis-S3cret-b71c0e"

@@ -15,16 +15,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from app.db.migrate import check, migrate
-from app.db.triggers import (
-    FAILURE_LOG_TABLE,
-    TRIGGER_MODES,
-    TriggerMode,
-    function_body,
-    render_trigger_sql,
-)
-from app.services.vocabulary_sync_bridge import VocabularySyncBridge
-from app.sources import SourceMap
 from tests.test_migrations import (
     BASE,
     COLUMN,
@@ -37,6 +27,16 @@ from tests.test_migrations import (
     perform,
 )
 from tests.waiting import wait_until_async
+from vocabsync.db.migrate import check, migrate
+from vocabsync.db.triggers import (
+    FAILURE_LOG_TABLE,
+    TRIGGER_MODES,
+    TriggerMode,
+    function_body,
+    render_trigger_sql,
+)
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
+from vocabsync.sources import SourceMap
 
 DEFAULTS = SourceMap.default()
 
@@ -148,7 +148,7 @@ async def test_first_release_database_gets_the_failure_log(pg_url: str) -> None:
     failure log: check says so, and the third file (what `supabase db push` applies next) fixes
     both, as `vocabsync migrate` would."""
     migrations = [BASE, TRIGGERS, PRECISE_TRIGGERS]
-    directory = REPO / "supabase" / "migrations"
+    directory = REPO / "vocabsync" / "supabase" / "migrations"
     await execute(pg_url, *((directory / name).read_text(encoding="utf-8") for name in migrations))
     result = await check(make_settings(pg_url))
     assert not result.ok

@@ -9,12 +9,12 @@ import statistics
 import pytest
 from hypothesis import given, strategies as st
 
-from app.backoff import Backoff
-from app.config import Settings
-from app.secrets import mask_url
-from app.singleflight import CoalescingRunner
-from app.sources import FieldSource, SourceMap
-from app.vocabulary import FIELDS, Snapshot, SnapshotFormatError, version_from_snapshot
+from vocabsync.backoff import Backoff
+from vocabsync.config import Settings
+from vocabsync.secrets import mask_url
+from vocabsync.singleflight import CoalescingRunner
+from vocabsync.sources import FieldSource, SourceMap
+from vocabsync.vocabulary import FIELDS, Snapshot, SnapshotFormatError, version_from_snapshot
 
 partial_snapshots = st.builds(
     lambda fields, version: Snapshot.from_lists(

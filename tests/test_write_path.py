@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from psycopg import sql
 
-from app.config import Settings
-from app.db.migrate import check
-from app.services.redis_vocabulary import RedisVocabularyCache
-from app.services.vocabulary_sync_bridge import VocabularySyncBridge
-from app.sources import SourceMap
 from tests.fixtures_app import FAST_ENV, expected_vocabulary, run_cli as run_cli_process
 from tests.waiting import wait_until_async
+from vocabsync.config import Settings
+from vocabsync.db.migrate import check
+from vocabsync.services.redis_vocabulary import RedisVocabularyCache
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
+from vocabsync.sources import SourceMap
 
 SOURCES = SourceMap.default()
 TABLES = SOURCES.tables

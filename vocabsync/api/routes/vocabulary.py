@@ -1,0 +1,121 @@
+"""Vocabulary endpoints: read the current vocabulary, force a refresh.
+
+``POST /api/vocabulary/refresh`` keeps the design document's response shape (success, message,
+vocabulary_counts) and adds ``project_locations`` to the counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from vocabsync.api.deps import CacheDep
+from vocabsync.api.security import RequireReadToken, RequireRefreshToken
+from vocabsync.errors import VocabSyncError
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/vocabulary", tags=["Vocabulary"])
+
+
+class VocabularyMeta(BaseModel):
+    version: int = Field(description="Database state the snapshot was read from (monotonic).")
+    refreshed_at: datetime | None = Field(description="When the snapshot was loaded.")
+    source: Literal["memory", "redis", "database", "none"] = Field(
+        description="Where this answer came from: the in-process snapshot, or a read-through."
+    )
+
+
+class VocabularyResponse(BaseModel):
+    projects: list[str]
+    project_locations: list[str]
+    expense_files: list[str]
+    cashflow_files: list[str]
+    expense_categories: list[str]
+    cashflow_categories: list[str]
+    meta: VocabularyMeta
+
+
+class VocabularyCounts(BaseModel):
+    projects: int
+    project_locations: int
+    expense_categories: int
+    cashflow_categories: int
+    expense_files: int
+    cashflow_files: int
+
+
+class RefreshResponse(BaseModel):
+    success: bool
+    message: str
+    vocabulary_counts: VocabularyCounts
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+@router.get(
+    "",
+    response_model=VocabularyResponse,
+    summary="The current vocabulary",
+    dependencies=[RequireReadToken],
+    responses={
+        401: {"model": ErrorResponse, "description": "VOCABSYNC_READ_TOKEN is set; no token."},
+        503: {"model": ErrorResponse, "description": "No vocabulary could be loaded yet."},
+    },
+)
+async def get_vocabulary(cache: CacheDep) -> VocabularyResponse:
+    """The six lists, from memory; read through to Redis/PostgreSQL only in fallback mode."""
+    snapshot, source = await cache.read_snapshot()
+    if not snapshot.is_complete:
+        raise HTTPException(
+            status_code=503,
+            detail="No vocabulary loaded yet: PostgreSQL and Redis are unreachable (see /ready).",
+        )
+    refreshed = snapshot.refreshed_at
+    return VocabularyResponse(
+        **snapshot.as_lists(),
+        meta=VocabularyMeta(
+            version=snapshot.version,
+            refreshed_at=datetime.fromtimestamp(refreshed, tz=UTC) if refreshed else None,
+            source=source,
+        ),
+    )
+
+
+@router.post(
+    "/refresh",
+    response_model=RefreshResponse,
+    summary="Reload the vocabulary from PostgreSQL now",
+    dependencies=[RequireRefreshToken],
+    responses={
+        401: {"model": ErrorResponse, "description": "VOCABSYNC_REFRESH_TOKEN is set; no token."},
+        500: {"model": ErrorResponse, "description": "The refresh failed."},
+    },
+)
+async def refresh_vocabulary(cache: CacheDep) -> RefreshResponse:
+    """Reload from PostgreSQL, store in Redis and tell every instance.
+
+    Use after a bulk import or when troubleshooting. Concurrent calls share one reload.
+    """
+    logger.info("manual vocabulary refresh requested", extra={"action": "manual_refresh"})
+    try:
+        snapshot = await cache.refresh_cache("manual")
+    except VocabSyncError as exc:
+        message = cache.settings.redact(str(exc))
+        logger.error(
+            "manual refresh failed: %s", message, extra={"action": "manual_refresh_failed"}
+        )
+        raise HTTPException(
+            status_code=500, detail=f"Failed to refresh vocabulary cache: {message}"
+        ) from None
+    return RefreshResponse(
+        success=True,
+        message="Vocabulary cache refreshed successfully",
+        vocabulary_counts=VocabularyCounts(**snapshot.counts()),
+    )

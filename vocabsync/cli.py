@@ -1,0 +1,264 @@
+"""The ``vocabsync`` command: migrate, bridge, serve, demo.
+
+Every option also reads its environment variable (see the README's configuration table), so the
+same command line works in systemd units, Docker and a shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from vocabsync.config import Settings, get_settings
+from vocabsync.errors import VocabSyncError
+from vocabsync.logs import configure_logging
+
+DESCRIPTION = """\
+Keep the AI server's vocabulary in sync with PostgreSQL in real time:
+triggers -> NOTIFY -> bridge -> Redis -> every API instance.
+Configuration comes from the environment and .env (see README: Configuration).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vocabsync",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (env VOCABSYNC_LOG_LEVEL, default INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people, json (one object per line, with an 'action' field) for log tools",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="apply pending migrations and (re)install the change triggers",
+        description=(
+            "Apply the SQL migrations shipped in the package that are not yet recorded, in order, "
+            "then verify the trigger function and each vocabulary table's triggers, re-installing "
+            "them if one is missing (dropped by hand, table recreated), altered, covers other "
+            "columns than VOCABSYNC_SOURCES, or belongs to the other trigger mode. Safe to run at "
+            "every deploy."
+        ),
+    )
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="only verify that the function and all triggers of the mode are installed, and "
+        "say which mode is; exit 1 naming what is missing or wrong",
+    )
+    migrate.add_argument(
+        "--mode",
+        choices=["precise", "statement"],
+        help="trigger mode (env VOCABSYNC_TRIGGER_MODE, default precise): precise notifies on "
+        "UPDATE only when a vocabulary column's value changed; statement (the design "
+        "document's) notifies on every statement",
+    )
+
+    bridge = commands.add_parser(
+        "bridge",
+        parents=[_logging_options()],
+        help="run the PostgreSQL -> Redis bridge (until SIGTERM/SIGINT)",
+        description=(
+            "LISTEN on the PostgreSQL channel (VOCABSYNC_PG_CHANNEL, default vocabulary_changed); "
+            "on each change load the affected vocabulary fields, store the snapshot in Redis key "
+            "'vocabulary' and PUBLISH the table name on 'vocabulary_updated'. Reconnects with "
+            "backoff and resyncs after every reconnect. Needs a session-level PostgreSQL "
+            "connection (on Supabase: the direct connection or the session pooler, port 5432)."
+        ),
+    )
+
+    bridge.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env_int("VOCABSYNC_METRICS_PORT"),
+        help="serve Prometheus metrics on this port (env VOCABSYNC_METRICS_PORT; off by default)",
+    )
+    bridge.add_argument(
+        "--metrics-host", default="0.0.0.0", help="address for the metrics port (default 0.0.0.0)"
+    )
+
+    rollback = commands.add_parser(
+        "rollback",
+        help="switch real-time sync off (drop triggers; instances read PostgreSQL) or back on",
+        description=(
+            "The design document's rollback plan: drop the triggers and the function, tell "
+            "bridges to stop publishing and API instances to serve reads from PostgreSQL "
+            "(within one health-check interval). Writes are never affected. --reenable "
+            "reinstalls the triggers and returns everything to real-time sync."
+        ),
+    )
+    rollback.add_argument(
+        "--reenable", action="store_true", help="reinstall the triggers and resume real-time sync"
+    )
+
+    status = commands.add_parser(
+        "status",
+        help="report the health of the whole deployment; exit 0 only when all is well",
+        description=(
+            "Check that PostgreSQL is reachable and the triggers are installed, which bridge is "
+            "active (from its heartbeat in Redis), that the snapshot in Redis equals what the "
+            "database holds now, and which version each API instance serves. Exit status 0 "
+            "only when every check passes."
+        ),
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[_logging_options()],
+        help="run an API instance with uvicorn",
+        description="Run the FastAPI app (vocabsync.main:app) with uvicorn.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[_logging_options()],
+        help="run the whole pipeline locally and watch a change reach two instances",
+        description=(
+            "Without DATABASE_URL/REDIS_URL: start private PostgreSQL and Redis servers in a "
+            "temporary directory, migrate, seed a realistic vocabulary (1,000 projects, 500 "
+            "categories, 200 files), run a bridge and two API instances, make a few changes "
+            "and print how long each took to reach both instances."
+        ),
+    )
+    demo.add_argument("--once", action="store_true", help="run the scripted changes, then exit")
+    demo.add_argument(
+        "--base-port", type=int, default=None, help="first port for the two API instances"
+    )
+    return parser
+
+
+def _logging_options() -> argparse.ArgumentParser:
+    """--log-level/--log-format also accepted after a long-running command's name."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=argparse.SUPPRESS
+    )
+    options.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=argparse.SUPPRESS,
+        help="text (default) or json: one object per line with a stable 'action' event name",
+    )
+    return options
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"vocabsync: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level or settings.log_level, args.log_format)
+    try:
+        return _dispatch(args, settings)
+    except VocabSyncError as exc:
+        print(f"vocabsync {args.command}: {settings.redact(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "migrate":
+        from vocabsync.db.migrate import check, migrate
+
+        if args.mode is not None:
+            settings = settings.model_copy(update={"trigger_mode": args.mode})
+        if args.check:
+            result = asyncio.run(check(settings))
+            installed = result.installed_mode or "neither mode completely"
+            if result.ok:
+                print(f"ok: trigger function and all {result.mode}-mode triggers are installed")
+                return 0
+            print(f"installed: {installed}; configured: {result.mode}", file=sys.stderr)
+            print("missing or wrong:", file=sys.stderr)
+            for problem in result.problems:
+                print(f"  - {problem}", file=sys.stderr)
+            print("run `vocabsync migrate` to install them", file=sys.stderr)
+            return 1
+        report = asyncio.run(migrate(settings))
+        for name in report.applied:
+            print(f"applied {name}")
+        if report.repaired:
+            print("re-installed the triggers (missing, altered, or of the other mode)")
+        print(
+            f"ok: {len(report.applied)} applied, {len(report.already_applied)} already applied; "
+            f"{report.check.mode}-mode triggers installed"
+        )
+        return 0
+    if args.command == "bridge":
+        from vocabsync.services.vocabulary_sync_bridge import serve_bridge
+
+        asyncio.run(
+            serve_bridge(settings, metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+        )
+        return 0
+    if args.command == "rollback":
+        from vocabsync.rollback import reenable, rollback
+
+        if args.reenable:
+            asyncio.run(reenable(settings))
+            print("real-time sync re-enabled: triggers installed, bridges resync, instances follow")
+        else:
+            asyncio.run(rollback(settings))
+            print(
+                "real-time sync disabled: triggers dropped; bridges stop publishing and instances "
+                "serve from PostgreSQL. Undo with `vocabsync rollback --reenable`."
+            )
+        return 0
+    if args.command == "status":
+        from vocabsync.status import collect_status
+
+        status = asyncio.run(collect_status(settings))
+        print(status.to_json() if args.json else status.to_table())
+        return 0 if status.ok else 1
+    if args.command == "serve":
+        import signal
+
+        import uvicorn
+
+        # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler the
+        # process would then die "killed by SIGTERM", which supervisors record as a failure.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        uvicorn.run(
+            "vocabsync.main:app",
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            timeout_graceful_shutdown=5,
+        )
+        return 0
+    if args.command == "demo":
+        from vocabsync.demo import run_demo
+
+        return run_demo(settings, once=args.once, base_port=args.base_port)
+    raise AssertionError(args.command)  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

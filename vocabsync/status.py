@@ -1,0 +1,206 @@
+"""``vocabsync status``: the one command an operator runs when paged.
+
+It answers, from the outside: is the database reachable and are the triggers installed; which
+bridge is active and when it last reported; does the snapshot in Redis equal what the database
+holds now; and which API instances serve which snapshot. All is well (exit 0) only when every
+check passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from redis.exceptions import RedisError
+
+from vocabsync.config import Settings
+from vocabsync.db.migrate import check as check_triggers
+from vocabsync.errors import VocabSyncError
+from vocabsync.services.heartbeat import read_heartbeats, stale_after
+from vocabsync.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
+from vocabsync.services.vocabulary_loader import VocabularyLoader
+from vocabsync.vocabulary import FIELDS, Snapshot
+
+Level = Literal["ok", "warn", "fail"]
+SETTLE_SECONDS = 3.0
+"""How long a difference between Redis and the database may last before it counts (a change
+that is being propagated right now is not a failure)."""
+
+
+@dataclass
+class Check:
+    name: str
+    level: Level
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StatusReport:
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.level != "fail" for check in self.checks)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"ok": self.ok, "checks": [asdict(check) for check in self.checks]},
+            indent=2,
+            default=str,
+        )
+
+    def to_table(self) -> str:
+        width = max(len(check.name) for check in self.checks)
+        lines = [f"{'CHECK':<{width}}  STATE  SUMMARY"]
+        for check in self.checks:
+            lines.append(f"{check.name:<{width}}  {check.level.upper():<5}  {check.summary}")
+            for key, value in check.details.items():
+                if key != "items":
+                    continue
+                for item in value:
+                    lines.append(f"{'':<{width}}         - {item}")
+        lines.append("")
+        lines.append("all is well" if self.ok else "PROBLEMS FOUND (see FAIL lines)")
+        return "\n".join(lines)
+
+
+async def collect_status(settings: Settings) -> StatusReport:
+    database = await _database_check(settings)
+    client = redis_client(settings)
+    try:
+        try:
+            async with asyncio.timeout(settings.network_timeout):
+                await client.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            reason = describe_redis_error(settings, exc)
+            return StatusReport(
+                [
+                    database,
+                    Check("redis", "fail", f"unreachable at {settings.redis_display}: {reason}"),
+                ]
+            )
+        bridges = await _bridge_check(settings, client)
+        snapshot_check, stored = await _snapshot_check(settings, client)
+        instances = await _instance_check(settings, client, stored)
+        return StatusReport([database, bridges, snapshot_check, instances])
+    finally:
+        await client.aclose()
+
+
+async def _database_check(settings: Settings) -> Check:
+    try:
+        result = await check_triggers(settings)
+    except VocabSyncError as exc:
+        return Check("database", "fail", settings.redact(str(exc)))
+    if result.ok:
+        return Check(
+            "database", "ok", f"reachable, triggers installed ({settings.postgres_display})"
+        )
+    return Check(
+        "database",
+        "fail",
+        "triggers missing or wrong: run `vocabsync migrate`",
+        {"items": list(result.problems)},
+    )
+
+
+async def _bridge_check(settings: Settings, client: Any) -> Check:
+    bridges = await read_heartbeats(client, settings, "bridge")
+    now = time.time()
+    limit = stale_after(settings)
+    items = [
+        f"{b.get('id')}: {b.get('role')}, heartbeat {now - float(b.get('heartbeat_at', 0)):.1f} s "
+        f"ago, version {b.get('version')}"
+        f"{' STALE (hung or dead)' if _age(b, now) > limit else ''}"
+        for b in bridges
+    ]
+    active = [b for b in bridges if b.get("role") == "active" and _age(b, now) <= limit]
+    details = {"items": items, "bridges": bridges, "stale_after_seconds": limit}
+    if not active:
+        summary = "no active bridge" + (" (only standbys)" if bridges else " (none running)")
+        return Check("bridge", "fail", summary, details)
+    if len(active) > 1:
+        return Check("bridge", "fail", f"{len(active)} bridges claim to be active", details)
+    standby = len(bridges) - 1
+    return Check("bridge", "ok", f"active: {active[0].get('id')} (+{standby} standby)", details)
+
+
+async def _snapshot_check(settings: Settings, client: Any) -> tuple[Check, Snapshot | None]:
+    store = SnapshotStore(client, settings)
+    deadline = time.monotonic() + SETTLE_SECONDS
+    async with VocabularyLoader(settings, purpose="status") as loader:
+        while True:
+            found = await store.read()
+            try:
+                current = await loader.load()
+            except VocabSyncError as exc:
+                return Check("snapshot", "fail", settings.redact(str(exc))), found.snapshot
+            if found.snapshot is None:
+                summary = f"Redis key {store.key!r} is {found.problem}"
+                level: Level = "fail"
+                differing: list[str] = list(FIELDS)
+            else:
+                differing = [
+                    name for name in FIELDS if found.snapshot.get(name) != current.get(name)
+                ]
+                level = "fail" if differing else "ok"
+                summary = (
+                    f"version {found.snapshot.version} equals the database"
+                    if not differing
+                    else f"version {found.snapshot.version} differs from the database in "
+                    f"{', '.join(differing)}"
+                )
+            if level == "ok" or time.monotonic() >= deadline:
+                return Check("snapshot", level, summary, {"differing": differing}), found.snapshot
+            await asyncio.sleep(0.25)
+
+
+async def _instance_check(settings: Settings, client: Any, stored: Snapshot | None) -> Check:
+    target = stored.version if stored is not None else None
+    # Instances report every health-check interval: give a lagging report time to catch up.
+    deadline = time.monotonic() + settings.health_check_interval + SETTLE_SECONDS
+    limit = stale_after(settings)
+    while True:
+        instances = await read_heartbeats(client, settings, "instance")
+        now = time.time()
+        stale = [i for i in instances if _age(i, now) > limit]
+        behind = [
+            i
+            for i in instances
+            if i not in stale and target is not None and int(i.get("version", 0)) < target
+        ]
+        if not (behind or stale) or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.25)
+    if not instances:
+        return Check("instances", "warn", "no API instance is reporting")
+    fallback = [i for i in instances if i.get("fallback")]
+    items = [
+        f"{i.get('id')}: version {i.get('version')}, snapshot age "
+        f"{now - float(i.get('refreshed_at') or now):.1f} s"
+        f"{', FALLBACK (cannot hear Redis)' if i.get('fallback') else ''}"
+        f"{', BEHIND' if i in behind else ''}"
+        f"{f', STALE: no heartbeat for {_age(i, now):.0f} s' if i in stale else ''}"
+        for i in instances
+    ]
+    details = {"items": items, "instances": instances}
+    if behind or fallback or stale:
+        return Check(
+            "instances",
+            "fail",
+            f"{len(behind)} behind, {len(fallback)} in fallback, {len(stale)} not reporting, "
+            f"of {len(instances)}",
+            details,
+        )
+    return Check("instances", "ok", f"{len(instances)} serving version {target}", details)
+
+
+def _age(heartbeat: dict[str, Any], now: float) -> float:
+    try:
+        return now - float(heartbeat.get("heartbeat_at", 0))
+    except (TypeError, ValueError):
+        return float("inf")
