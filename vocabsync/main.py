@@ -1,23 +1,24 @@
-"""FastAPI application: the vocabulary routes and a lifespan that owns the cache.
+"""The standalone API instance (``vocabsync serve``): vocabsync's router in an app of its own.
 
-``create_app(settings)`` builds an app with its own cache (tests and embedding); the module-level
-``app`` uses the design document's shared ``redis_vocabulary_cache``. Nothing connects at import.
+It is wired exactly as an embedding app is (:mod:`vocabsync.fastapi`): a :class:`VocabSync` and
+``app.include_router(vocab.router)``. ``create_app(settings)`` builds one with its own cache
+(tests); ``vocabsync.main:app`` (what ``vocabsync serve`` runs) is built on first access, on the
+design document's module-level ``redis_vocabulary_cache``, so importing this module creates no
+app and nothing connects until the app starts.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import functools
 
 from fastapi import FastAPI
 
-from vocabsync.api.routes import health, matching, vocabulary
 from vocabsync.config import Settings
+from vocabsync.embed import VocabSync
 from vocabsync.services.entity_matcher import EntityMatcher, entity_matcher
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache, redis_vocabulary_cache
 
-logger = logging.getLogger(__name__)
+__all__ = ["create_app"]
 
 
 def create_app(
@@ -25,39 +26,27 @@ def create_app(
     cache: RedisVocabularyCache | None = None,
     matcher: EntityMatcher | None = None,
 ) -> FastAPI:
-    """An app whose lifespan starts the cache's listener and stops it on shutdown.
+    """An app serving vocabsync's endpoints; its lifespan starts the cache and the matcher.
 
-    The entity matcher follows the cache's snapshots; its worker thread lives as long as the
-    lifespan, and startup waits (briefly) for its first index.
+    Startup waits (briefly) for the matcher's first index; shutdown stops its worker thread.
     """
-    vocabulary_cache = cache or RedisVocabularyCache(settings)
-    entity_matcher_ = matcher or EntityMatcher()
-    entity_matcher_.attach(vocabulary_cache)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.vocabulary_cache = vocabulary_cache
-        app.state.entity_matcher = entity_matcher_
-        entity_matcher_.start()
-        try:
-            await vocabulary_cache.start_listener()
-            if vocabulary_cache.has_snapshot:
-                await entity_matcher_.wait_ready()
-            yield
-        finally:
-            await vocabulary_cache.stop()
-            entity_matcher_.close()
-
+    vocab = VocabSync(cache or RedisVocabularyCache(settings), matcher)
     app = FastAPI(
         title="vocabsync",
         summary="Real-time vocabulary for the AI API server",
         version="0.1.0",
-        lifespan=lifespan,
     )
-    app.include_router(vocabulary.router)
-    app.include_router(matching.router)
-    app.include_router(health.router)
+    app.include_router(vocab.router)
     return app
 
 
-app = create_app(cache=redis_vocabulary_cache, matcher=entity_matcher)
+@functools.cache
+def _default_app() -> FastAPI:
+    return create_app(cache=redis_vocabulary_cache, matcher=entity_matcher)
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``vocabsync.main.app``, built on first access (uvicorn's ``vocabsync.main:app``)."""
+    if name == "app":
+        return _default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
