@@ -195,7 +195,8 @@ async def test_start_read_match_hear_new_versions_stop(
     assert not vocab.running
 
     async with vocab:
-        assert vocab.running and vocab.ready
+        assert vocab.running
+        assert vocab.ready
         assert vocab.get_vocabulary()["projects"] == [MARIKINA]
         assert vocab.counts()["projects"] == 1
         question = "diesel for marikina riverbanks ph 2"
@@ -282,7 +283,8 @@ async def test_two_lines_give_an_app_the_endpoints(
         matched = await client.post("/api/vocabulary/match", json={"text": "marikina riverbanks"})
         assert [m["value"] for m in matched.json()["matches"]] == [MARIKINA]
         refreshed = await client.post("/api/vocabulary/refresh")
-        assert refreshed.status_code == 200 and refreshed.json()["success"] is True
+        assert refreshed.status_code == 200
+        assert refreshed.json()["success"] is True
         mine_body = (await client.get("/mine")).json()
         assert mine_body == {"version": vocab.version, "projects": [MARIKINA]}
     assert not vocab.running
@@ -321,7 +323,8 @@ async def test_one_vocabsync_per_app(settings: Settings) -> None:
     with pytest.raises(RuntimeError, match="another VocabSync"):
         async with running_client(app):
             pass
-    assert not first.running and not second.running
+    assert not first.running
+    assert not second.running
     assert leftovers() == {"threads": [], "tasks": []}
 
 

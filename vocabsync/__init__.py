@@ -23,11 +23,12 @@ if TYPE_CHECKING:
     from vocabsync.embed import UpdateCallback, VocabSync, VocabularyUpdate
     from vocabsync.errors import RefreshError, VocabSyncError
     from vocabsync.matching.model import Match
-    from vocabsync.matching.settings import MatchSettings
+    from vocabsync.matching.settings import MAX_TEXT_LENGTH, MatchSettings
     from vocabsync.services.entity_matcher import IndexNotReadyError
     from vocabsync.vocabulary import FieldName
 
 _EXPORTS = {
+    "MAX_TEXT_LENGTH": "vocabsync.matching.settings",
     "FieldName": "vocabsync.vocabulary",
     "IndexNotReadyError": "vocabsync.services.entity_matcher",
     "Match": "vocabsync.matching.model",
@@ -41,6 +42,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "MAX_TEXT_LENGTH",
     "FieldName",
     "IndexNotReadyError",
     "Match",

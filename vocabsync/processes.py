@@ -28,11 +28,17 @@ class ManagedProcess:
     """One child process with a log file; start, wait for readiness, stop, or kill -9."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_dir: Path,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = dict(env)
+        self.cwd = cwd
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -51,6 +57,7 @@ class ManagedProcess:
             self.process = subprocess.Popen(
                 self.argv,
                 env=self.env,
+                cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
