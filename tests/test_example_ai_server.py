@@ -9,6 +9,7 @@ reaches it again.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -92,6 +93,12 @@ def ai_server(db_url: str, redis_server: LocalRedis) -> Iterator[Running]:
         shutil.rmtree(logs, ignore_errors=True)
         assert not server.alive
         assert not bridge.alive
+
+
+def test_the_example_is_not_importable_from_the_test_session() -> None:
+    """Its ``app`` package is imported only where the README runs it, never by accident here."""
+    assert importlib.util.find_spec("app") is None
+    assert (EXAMPLE / "app" / "main.py").is_file()
 
 
 def ask(http: httpx.Client, url: str, question: str) -> dict[str, Any]:
