@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from vocabsync.processes import cli_argv
+from vocabsync.local.processes import cli_argv
 
 
 @pytest.mark.slow
