@@ -20,9 +20,9 @@ import time
 from typing import Any
 
 from vocabsync.config import Settings
-from vocabsync.demo import DemoStack
-from vocabsync.demo_data import demo_vocabulary
-from vocabsync.processes import http_json
+from vocabsync.local.demo import DemoStack
+from vocabsync.local.demo_data import demo_vocabulary
+from vocabsync.local.processes import http_json
 
 POLL_INTERVAL_S = 0.0005
 TIMEOUT_S = 10.0

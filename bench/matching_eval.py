@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from vocabsync.demo_data import COST_LINES, FACILITIES, FEATURES, MONTHS, PLACES
+from vocabsync.local.demo_data import COST_LINES, FACILITIES, FEATURES, MONTHS, PLACES
 from vocabsync.matching import MatchIndex, MatchSettings
 from vocabsync.matching.text import tokenize, words
 from vocabsync.vocabulary import FIELDS, Snapshot

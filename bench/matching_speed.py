@@ -36,8 +36,8 @@ from typing import Any
 from matching_eval import KINDS, QuestionMaker, generate_vocabulary
 
 from vocabsync.config import Settings
-from vocabsync.demo import DemoStack
-from vocabsync.demo_data import demo_vocabulary
+from vocabsync.local.demo import DemoStack
+from vocabsync.local.demo_data import demo_vocabulary
 from vocabsync.matching import MatchIndex, MatchSettings
 from vocabsync.vocabulary import Snapshot
 

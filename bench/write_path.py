@@ -51,7 +51,7 @@ from psycopg import sql
 from vocabsync.config import Settings
 from vocabsync.db.migrate import migrate
 from vocabsync.db.triggers import DEFAULT_CHANNEL, render_rollback_sql, render_trigger_sql
-from vocabsync.local_servers import LocalPostgres, find_system_postgres_bin_dir
+from vocabsync.local.servers import LocalPostgres, find_system_postgres_bin_dir
 
 VARIANTS = ("none", "statement", "precise", "when_only")
 WORKLOADS = ("insert", "update")

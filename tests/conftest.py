@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from vocabsync.local_servers import LocalPostgres, LocalRedis, resolve_flavor
+from vocabsync.local.servers import LocalPostgres, LocalRedis, resolve_flavor
 
 pytest_plugins = ["tests.fixtures_app"]
 

@@ -20,8 +20,8 @@ from psycopg import sql
 
 from vocabsync.config import Settings
 from vocabsync.db.migrate import migrate
-from vocabsync.local_servers import LocalPostgres
-from vocabsync.processes import cli_argv
+from vocabsync.local.processes import cli_argv
+from vocabsync.local.servers import LocalPostgres
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 

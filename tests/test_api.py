@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from tests.fixtures_app import derive, execute, expected_vocabulary, make_settings
 from vocabsync.config import Settings
-from vocabsync.local_servers import LocalRedis
+from vocabsync.local.servers import LocalRedis
 from vocabsync.main import create_app
 from vocabsync.vocabulary import FIELDS, Snapshot
 

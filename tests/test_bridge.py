@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from tests.fixtures_app import derive, execute, expected_vocabulary
 from tests.waiting import wait_until_async
 from vocabsync.config import Settings
-from vocabsync.local_servers import LocalRedis
+from vocabsync.local.servers import LocalRedis
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 from vocabsync.vocabulary import Snapshot
 

@@ -18,7 +18,7 @@ from tests.fixtures_app import (
 )
 from tests.waiting import wait_until_async
 from vocabsync.config import Settings
-from vocabsync.local_servers import LocalRedis
+from vocabsync.local.servers import LocalRedis
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
 from vocabsync.services.snapshot_store import SnapshotStore
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge

@@ -8,7 +8,11 @@ import subprocess
 
 import pytest
 
-from vocabsync.processes import cli_argv
+from vocabsync.config import Settings
+from vocabsync.errors import VocabSyncError
+from vocabsync.local import servers
+from vocabsync.local.demo import run_demo
+from vocabsync.local.processes import cli_argv
 
 
 @pytest.mark.slow
@@ -41,3 +45,23 @@ def test_demo_once_on_embedded_servers_reaches_both_instances() -> None:
         "delete the project",
     ]
     assert all(float(ms) < 5000 for _, ms in timings)
+
+
+def test_demo_without_server_binaries_or_the_local_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A laptop with neither PostgreSQL/Redis installed nor the [local] extra."""
+    monkeypatch.setattr(servers, "find_system_postgres_bin_dir", lambda: None)
+    monkeypatch.setattr(servers, "find_system_redis_server", lambda: None)
+    monkeypatch.setattr(servers, "_package_dir", lambda name: None)
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SUPABASE_HOST",
+        "REDIS_HOST",
+        servers.FLAVOR_ENV_VAR,
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(VocabSyncError, match=re.escape("pip install 'vocabsync[local]'")):
+        run_demo(settings, once=True)

@@ -38,8 +38,8 @@ from packaging.specifiers import SpecifierSet
 from tests.fixtures_app import FAST_ENV
 from tests.waiting import wait_until
 from vocabsync.cli import build_parser
-from vocabsync.local_servers import find_free_port
-from vocabsync.processes import ManagedProcess, cli_argv, http_json
+from vocabsync.local.processes import ManagedProcess, cli_argv, http_json
+from vocabsync.local.servers import find_free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"

@@ -26,9 +26,9 @@ import redis
 
 from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, make_settings, run_cli
 from tests.waiting import wait_until
-from vocabsync.demo import DemoStack
-from vocabsync.local_servers import LocalRedis
-from vocabsync.processes import ManagedProcess, http_json, python_module_argv
+from vocabsync.local.demo import DemoStack
+from vocabsync.local.processes import ManagedProcess, http_json, python_module_argv
+from vocabsync.local.servers import LocalRedis
 from vocabsync.vocabulary import Snapshot
 
 pytestmark = pytest.mark.slow

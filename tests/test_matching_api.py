@@ -19,8 +19,8 @@ from tests.fixtures_app import FAST_ENV, execute, make_settings
 from tests.test_api import running_client
 from tests.waiting import wait_until, wait_until_async
 from vocabsync.config import Settings
-from vocabsync.demo import DemoStack
-from vocabsync.local_servers import LocalRedis
+from vocabsync.local.demo import DemoStack
+from vocabsync.local.servers import LocalRedis
 from vocabsync.main import create_app
 from vocabsync.matching import MAX_TEXT_LENGTH, MatchSettings
 from vocabsync.services.entity_matcher import EntityMatcher

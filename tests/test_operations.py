@@ -21,10 +21,10 @@ from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, make_sett
 from tests.test_api import running_client
 from tests.waiting import wait_until, wait_until_async
 from vocabsync.config import Settings
-from vocabsync.demo import DemoStack
-from vocabsync.local_servers import LocalRedis, find_free_port
+from vocabsync.local.demo import DemoStack
+from vocabsync.local.processes import ManagedProcess, cli_argv
+from vocabsync.local.servers import LocalRedis, find_free_port
 from vocabsync.main import create_app
-from vocabsync.processes import ManagedProcess, cli_argv
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 

@@ -34,10 +34,10 @@ from tests.waiting import wait_until, wait_until_async
 from vocabsync.config import Settings
 from vocabsync.db.connection import connect
 from vocabsync.db.migrate import migrate
-from vocabsync.demo import DemoStack
-from vocabsync.local_servers import PG_RUN_AS_USERS, LocalPostgres, LocalRedis, resolve_flavor
+from vocabsync.local.demo import DemoStack
+from vocabsync.local.processes import ManagedProcess, cli_argv, http_json
+from vocabsync.local.servers import PG_RUN_AS_USERS, LocalPostgres, LocalRedis, resolve_flavor
 from vocabsync.main import create_app
-from vocabsync.processes import ManagedProcess, cli_argv, http_json
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 

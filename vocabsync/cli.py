@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
-from vocabsync.config import Settings, get_settings
-from vocabsync.errors import VocabSyncError
-from vocabsync.logs import configure_logging
+from vocabsync.commandline import (
+    BRIDGE_DESCRIPTION,
+    BRIDGE_HELP,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    add_bridge_options,
+    logging_options,
+    run_bridge,
+    run_command,
+)
+from vocabsync.config import Settings
 
 DESCRIPTION = """\
 Keep the AI server's vocabulary in sync with PostgreSQL in real time:
@@ -33,12 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=LOG_LEVELS,
         help="log level (env VOCABSYNC_LOG_LEVEL, default INFO)",
     )
     parser.add_argument(
         "--log-format",
-        choices=["text", "json"],
+        choices=LOG_FORMATS,
         default="text",
         help="text for people, json (one object per line, with an 'action' field) for log tools",
     )
@@ -70,27 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     bridge = commands.add_parser(
-        "bridge",
-        parents=[_logging_options()],
-        help="run the PostgreSQL -> Redis bridge (until SIGTERM/SIGINT)",
-        description=(
-            "LISTEN on the PostgreSQL channel (VOCABSYNC_PG_CHANNEL, default vocabulary_changed); "
-            "on each change load the affected vocabulary fields, store the snapshot in Redis key "
-            "'vocabulary' and PUBLISH the table name on 'vocabulary_updated'. Reconnects with "
-            "backoff and resyncs after every reconnect. Needs a session-level PostgreSQL "
-            "connection (on Supabase: the direct connection or the session pooler, port 5432)."
-        ),
+        "bridge", parents=[logging_options()], help=BRIDGE_HELP, description=BRIDGE_DESCRIPTION
     )
-
-    bridge.add_argument(
-        "--metrics-port",
-        type=int,
-        default=_env_int("VOCABSYNC_METRICS_PORT"),
-        help="serve Prometheus metrics on this port (env VOCABSYNC_METRICS_PORT; off by default)",
-    )
-    bridge.add_argument(
-        "--metrics-host", default="0.0.0.0", help="address for the metrics port (default 0.0.0.0)"
-    )
+    add_bridge_options(bridge)
 
     rollback = commands.add_parser(
         "rollback",
@@ -120,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        parents=[_logging_options()],
+        parents=[logging_options()],
         help="run an API instance with uvicorn",
         description="Run the FastAPI app (vocabsync.main:app) with uvicorn.",
     )
@@ -129,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        parents=[_logging_options()],
+        parents=[logging_options()],
         help="run the whole pipeline locally and watch a change reach two instances",
         description=(
             "Without DATABASE_URL/REDIS_URL: start private PostgreSQL and Redis servers in a "
@@ -145,42 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _logging_options() -> argparse.ArgumentParser:
-    """--log-level/--log-format also accepted after a long-running command's name."""
-    options = argparse.ArgumentParser(add_help=False)
-    options.add_argument(
-        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=argparse.SUPPRESS
-    )
-    options.add_argument(
-        "--log-format",
-        choices=["text", "json"],
-        default=argparse.SUPPRESS,
-        help="text (default) or json: one object per line with a stable 'action' event name",
-    )
-    return options
-
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value else None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        print(f"vocabsync: invalid configuration:\n{exc}", file=sys.stderr)
-        return 2
-    configure_logging(args.log_level or settings.log_level, args.log_format)
-    try:
-        return _dispatch(args, settings)
-    except VocabSyncError as exc:
-        print(f"vocabsync {args.command}: {settings.redact(str(exc))}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    args = build_parser().parse_args(argv)
+    return run_command(args.command, args, lambda settings: _dispatch(args, settings))
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -214,10 +168,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "bridge":
         from vocabsync.services.vocabulary_sync_bridge import serve_bridge
 
-        asyncio.run(
-            serve_bridge(settings, metrics_port=args.metrics_port, metrics_host=args.metrics_host)
-        )
-        return 0
+        return run_bridge(serve_bridge, settings, args)
     if args.command == "rollback":
         from vocabsync.rollback import reenable, rollback
 
@@ -254,7 +205,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     if args.command == "demo":
-        from vocabsync.demo import run_demo
+        # Demo plumbing (local servers, child processes) is not runtime code: imported only here.
+        from vocabsync.local.demo import run_demo
 
         return run_demo(settings, once=args.once, base_port=args.base_port)
     raise AssertionError(args.command)  # pragma: no cover - argparse rejects unknown commands

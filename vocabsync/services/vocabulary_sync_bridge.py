@@ -509,9 +509,11 @@ def run_bridge(settings: Settings | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Same options and --help as `vocabsync bridge` (the design's deployment files run this).
+    # Same options, --help and exit statuses as `vocabsync bridge` (the design's deployment files
+    # run this). Only the shared command-line module is imported: the CLI imports this module,
+    # so importing the CLI here would make the two import each other.
     import sys
 
-    from vocabsync.cli import main
+    from vocabsync.commandline import bridge_main
 
-    sys.exit(main(["bridge", *sys.argv[1:]]))
+    sys.exit(bridge_main(serve_bridge, prog="python -m vocabsync.services.vocabulary_sync_bridge"))

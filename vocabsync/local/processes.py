@@ -1,4 +1,4 @@
-"""Child processes of the demo, the benchmark and the tests: bridge and API instances.
+"""Child processes of the demo, the benchmarks and the tests: bridge and API instances.
 
 Each child runs in its own process group, is stopped with SIGTERM (then SIGKILL after a grace
 period), and its output goes to a log file so a failure can show what the child said.
@@ -19,8 +19,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vocabsync.errors import VocabSyncError
 
-class ProcessError(RuntimeError):
+
+class ProcessError(VocabSyncError):
     """A child process exited or did not become ready; the message holds its last log lines."""
 
 

@@ -23,9 +23,9 @@ from psycopg import sql
 
 from vocabsync.config import Settings
 from vocabsync.db.migrate import migrate
-from vocabsync.demo_data import DemoVocabulary, demo_vocabulary
-from vocabsync.local_servers import LocalPostgres, LocalRedis, find_free_port, resolve_flavor
-from vocabsync.processes import ManagedProcess, cli_argv, http_json, wait_http_ready
+from vocabsync.local.demo_data import DemoVocabulary, demo_vocabulary
+from vocabsync.local.processes import ManagedProcess, cli_argv, http_json, wait_http_ready
+from vocabsync.local.servers import LocalPostgres, LocalRedis, find_free_port, resolve_flavor
 from vocabsync.vocabulary import FIELDS
 
 VocabularyCheck = Callable[[dict[str, Any]], bool]
