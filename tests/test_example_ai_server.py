@@ -25,8 +25,8 @@ import pytest
 
 from tests.fixtures_app import FAST_ENV, execute
 from tests.waiting import wait_until
-from vocabsync.local.servers import LocalRedis, find_free_port
 from vocabsync.local.processes import ManagedProcess, cli_argv, wait_http_ready
+from vocabsync.local.servers import LocalRedis, find_free_port
 
 pytestmark = pytest.mark.slow
 
