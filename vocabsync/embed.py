@@ -182,9 +182,9 @@ class VocabSync:
         instance with the app.
         """
         if self._router is None:
-            from vocabsync.fastapi import create_router
+            from vocabsync.api.router import build_router
 
-            self._router = create_router(self)
+            self._router = build_router(self.lifespan)
         return self._router
 
     # --- reads ----------------------------------------------------------------------------------

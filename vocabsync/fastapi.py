@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
-from vocabsync.api.deps import get_vocabsync
-from vocabsync.api.routes import health, matching, vocabulary
+from vocabsync.api.deps import bound
+from vocabsync.api.router import build_router
 from vocabsync.embed import VocabSync
 
 __all__ = ["VocabSyncDep", "create_router", "get_vocabsync"]
@@ -33,11 +33,13 @@ def create_router(vocab: VocabSync) -> APIRouter:
 
     ``vocab.router`` is the same, built once; use this for a second copy (another prefix).
     """
-    router = APIRouter(lifespan=vocab.lifespan)
-    router.include_router(vocabulary.router)
-    router.include_router(matching.router)
-    router.include_router(health.router)
-    return router
+    return build_router(vocab.lifespan)
+
+
+def get_vocabsync(request: Request) -> VocabSync:
+    """The app's running :class:`~vocabsync.embed.VocabSync` (for your own routes)."""
+    vocab: VocabSync = bound(request, "vocabsync")
+    return vocab
 
 
 VocabSyncDep = Annotated[VocabSync, Depends(get_vocabsync)]

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from vocabsync.embed import VocabSync
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
 
 NOT_SET_UP = (
@@ -24,7 +23,7 @@ class NotSetUpError(RuntimeError):
     """A vocabsync route was called on an app whose lifespan never bound a VocabSync."""
 
 
-def _bound(request: Request, name: str) -> Any:
+def bound(request: Request, name: str) -> Any:
     value = getattr(request.app.state, name, None)
     if value is None:
         raise NotSetUpError(NOT_SET_UP)
@@ -32,14 +31,8 @@ def _bound(request: Request, name: str) -> Any:
 
 
 def get_cache(request: Request) -> RedisVocabularyCache:
-    cache: RedisVocabularyCache = _bound(request, "vocabulary_cache")
+    cache: RedisVocabularyCache = bound(request, "vocabulary_cache")
     return cache
-
-
-def get_vocabsync(request: Request) -> VocabSync:
-    """The app's running :class:`~vocabsync.embed.VocabSync` (for your own routes)."""
-    vocab: VocabSync = _bound(request, "vocabsync")
-    return vocab
 
 
 CacheDep = Annotated[RedisVocabularyCache, Depends(get_cache)]
