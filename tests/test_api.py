@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import psycopg
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -157,6 +158,27 @@ async def test_manual_refresh_returns_500_when_database_is_down(settings: Settin
         assert "pw-secret-123" not in (await client.get("/ready")).text
 
 
+async def test_first_refresh_after_the_loaders_connection_was_dropped_succeeds(
+    client: httpx.AsyncClient, db_url: str
+) -> None:
+    """The instance keeps its PostgreSQL connection between refreshes; when the server dropped
+    it meanwhile (restart, failover, idle timeout, pg_terminate_backend), the next refresh
+    reconnects once instead of failing."""
+    assert (await client.post("/api/vocabulary/refresh")).status_code == 200
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'vocabsync-api' AND datname = current_database()"
+        ).fetchall()
+        assert killed
+        assert all(ok for (ok,) in killed)
+        conn.execute("""INSERT INTO "Project"(project_name) VALUES ('After the drop')""")
+    response = await client.post("/api/vocabulary/refresh")
+    assert response.status_code == 200, response.text
+    assert response.json()["vocabulary_counts"]["projects"] == 1
+    assert (await client.get("/api/vocabulary")).json()["projects"] == ["After the drop"]
+
+
 async def test_ten_concurrent_refreshes_all_succeed_and_end_exact(
     client: httpx.AsyncClient, db_url: str
 ) -> None:
@@ -183,9 +205,57 @@ async def test_startup_without_redis_serves_the_database(settings: Settings, db_
         assert ready["fallback"] is True
 
 
+READ_TOKEN = "read-S3cret-1f2e"
+
+
+async def test_every_read_endpoint_requires_the_read_token(settings: Settings, db_url: str) -> None:
+    """With VOCABSYNC_READ_TOKEN set, nothing that reveals the vocabulary answers without it;
+    the probes and metrics stay open for the orchestrator and Prometheus."""
+    execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('Marikina Riverbanks')""")
+    protected = derive(settings, read_token=READ_TOKEN)
+    reads = [
+        ("GET", "/api/vocabulary", None),
+        ("POST", "/api/vocabulary/match", {"text": "costs of marikina riverbanks"}),
+    ]
+    async with running_client(create_app(protected)) as client:
+        for method, path, body in reads:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": READ_TOKEN}):
+                response = await client.request(method, path, json=body, headers=headers)
+                assert response.status_code == 401, (method, path, headers, response.text)
+                assert response.headers["WWW-Authenticate"] == "Bearer"
+                assert "Marikina" not in response.text
+            good = {"Authorization": f"Bearer {READ_TOKEN}"}
+            response = await client.request(method, path, json=body, headers=good)
+            assert response.status_code == 200, (method, path, response.text)
+            assert "Marikina Riverbanks" in response.text
+        for path in ("/health", "/ready", "/metrics"):
+            assert (await client.get(path)).status_code == 200, path
+
+
 def test_openapi_documents_the_endpoints(settings: Settings) -> None:
     schema = create_app(settings).openapi()
     assert "/api/vocabulary" in schema["paths"]
     refresh = schema["paths"]["/api/vocabulary/refresh"]["post"]
     assert "500" in refresh["responses"]
     assert set(FIELDS) <= set(schema["components"]["schemas"]["VocabularyResponse"]["properties"])
+
+
+def test_openapi_documents_every_error_with_one_model(settings: Settings) -> None:
+    """Each route documents the codes it can answer, and every error has the one error model."""
+    schema = create_app(settings).openapi()
+    codes = {
+        (method.upper(), path): set(operation["responses"])
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+    }
+    assert codes[("GET", "/api/vocabulary")] >= {"200", "401", "503"}
+    assert codes[("POST", "/api/vocabulary/match")] >= {"200", "400", "401", "422", "503"}
+    assert codes[("POST", "/api/vocabulary/refresh")] >= {"200", "401", "500"}
+    assert codes[("GET", "/ready")] >= {"200", "503"}
+    errors = [name for name in schema["components"]["schemas"] if "Error" in name]
+    assert sorted(errors) == ["ErrorResponse", "HTTPValidationError", "ValidationError"], errors
+    for (method, path), _ in codes.items():
+        for code, response in schema["paths"][path][method.lower()]["responses"].items():
+            if code.startswith(("4", "5")) and code != "422" and path != "/ready":
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                assert ref == "#/components/schemas/ErrorResponse", (method, path, code)

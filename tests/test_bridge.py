@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import psycopg
 import pytest
 import redis.asyncio as aioredis
 
 from tests.fixtures_app import derive, execute, expected_vocabulary
-from tests.waiting import wait_until_async
+from tests.waiting import wait_until, wait_until_async
 from vocabsync.config import Settings
 from vocabsync.local.servers import LocalRedis
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
@@ -99,22 +99,40 @@ async def test_each_table_refreshes_only_its_own_fields(
     assert all(after.versions[f] == before.versions[f] for f in untouched)
 
 
+BURST = 300
+
+
+def commit_burst(db_url: str, first_loaded: Callable[[], bool]) -> None:
+    """On another thread and connection: one commit, wait until the bridge has loaded it, then
+    ``BURST - 1`` more, one transaction each, as fast as they go (while the bridge runs)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("""INSERT INTO "Project"(project_name) VALUES ('P0000')""")
+        wait_until(first_loaded, message="the bridge loaded the first commit")
+        for index in range(1, BURST):
+            conn.execute("""INSERT INTO "Project"(project_name) VALUES (%s)""", (f"P{index:04d}",))
+
+
 async def test_burst_of_commits_is_coalesced_and_ends_exact(
     settings: Settings, db_url: str, bridge: VocabularySyncBridge
 ) -> None:
+    """Commits arrive while the bridge is loading (they come from another thread, and the
+    bridge has already started working on the burst): notifications that arrive during a load
+    cost one follow-up load, not one load each, and the end state is exact."""
     loads_before = bridge.loader.loads
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        for index in range(300):
-            conn.execute("""INSERT INTO "Project"(project_name) VALUES (%s)""", (f"P{index:04d}",))
-    expected = expected_vocabulary(db_url)
-
-    async def converged() -> bool:
-        stored = await stored_snapshot(settings)
-        return stored is not None and stored.as_lists() == expected
-
-    await wait_until_async(converged, timeout=20, message="Redis equals the database")
-    loads = bridge.loader.loads - loads_before
-    assert loads < 300, f"{loads} loads for 300 commits: notifications were not coalesced"
+    await asyncio.to_thread(commit_burst, db_url, lambda: bridge.loader.loads > loads_before)
+    # Notifications are served in order: once this later change is loaded, the burst is done.
+    execute(db_url, """INSERT INTO "CashFlowColumn"(column_name) VALUES ('After the burst')""")
+    await wait_until_async(
+        lambda: bridge.snapshot.get("cashflow_categories") == ("After the burst",),
+        timeout=30,
+        message="the bridge served every notification of the burst",
+    )
+    stored = await stored_snapshot(settings)
+    assert stored is not None
+    assert stored.as_lists() == expected_vocabulary(db_url)
+    assert len(stored.get("projects")) == BURST
+    loads = bridge.loader.loads - loads_before  # the burst's and the last change's
+    assert loads < BURST // 2, f"{loads} loads for {BURST + 1} commits: not coalesced"
 
 
 async def test_unknown_table_in_payload_reloads_everything_and_keeps_running(
@@ -175,3 +193,43 @@ async def test_stop_returns_promptly_even_while_reconnecting(settings: Settings)
     bridge.stop()
     await asyncio.wait_for(task, timeout=5)
     assert not bridge.running
+
+
+def refresh_failures(bridge: VocabularySyncBridge, trigger: str) -> float:
+    value = bridge.metrics.registry.get_sample_value(
+        "vocabsync_refresh_failures_total", {"trigger": trigger}
+    )
+    return value or 0.0
+
+
+async def test_failed_refreshes_are_counted_in_the_failure_metric(
+    settings: Settings, db_url: str
+) -> None:
+    """A load that cannot finish (the table is locked past the query deadline) is a failed
+    refresh: ``vocabsync_refresh_failures_total`` says so, and the bridge recovers after."""
+    bridge = VocabularySyncBridge(derive(settings, query_timeout=1.0))
+    task = asyncio.create_task(bridge.run())
+    locker = psycopg.connect(db_url)  # a transaction stays open while the lock is held
+    try:
+        await wait_until_async(lambda: bridge.connected, message="bridge connected")
+        assert refresh_failures(bridge, "event") == 0
+        # Both statements run before the bridge's loop can send its query: the commit's
+        # notification is queued, and the load it causes waits for the lock.
+        execute(db_url, """INSERT INTO "ExpensesColumn"(column_name) VALUES ('Locked out')""")
+        locker.execute('LOCK TABLE "ExpensesColumn" IN ACCESS EXCLUSIVE MODE')
+        await wait_until_async(
+            lambda: refresh_failures(bridge, "event") >= 1, message="the failure is counted"
+        )
+        locker.rollback()
+        await wait_until_async(
+            lambda: bridge.snapshot.get("expense_categories") == ("Locked out",),
+            timeout=20,
+            message="the bridge recovered",
+        )
+        assert 'vocabsync_refresh_failures_total{trigger="event"} 1.0' in (
+            bridge.metrics.render().decode()
+        )
+    finally:
+        locker.close()
+        bridge.stop()
+        await asyncio.wait_for(task, timeout=10)

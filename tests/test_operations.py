@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+import redis.asyncio as aioredis
 
 from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, make_settings, run_cli
 from tests.test_api import running_client
@@ -25,8 +26,16 @@ from vocabsync.local.demo import DemoStack
 from vocabsync.local.processes import ManagedProcess, cli_argv
 from vocabsync.local.servers import LocalRedis, find_free_port
 from vocabsync.main import create_app
+from vocabsync.services.heartbeat import (
+    heartbeat_index_key,
+    heartbeat_key,
+    read_heartbeats,
+    remove_heartbeat,
+    write_heartbeat,
+)
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
+from vocabsync.status import collect_status
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -282,6 +291,75 @@ def test_status_tells_the_truth(stack: DemoStack, db_url: str) -> None:
     code, report = run_status(stack)
     assert code == 1
     assert levels(report)["bridge"] == "fail"
+
+
+UNRELATED_KEYS = 20_000
+
+
+async def scans_and_commands(client: aioredis.Redis) -> tuple[int, int]:
+    """(SCAN calls, all commands) Redis served since its last CONFIG RESETSTAT."""
+    stats = await client.info("commandstats")
+    scans = int(stats.get("cmdstat_scan", {}).get("calls", 0))
+    return scans, sum(int(entry["calls"]) for entry in stats.values())
+
+
+async def test_status_finds_heartbeats_without_scanning_the_keyspace(
+    settings: Settings, bridge: VocabularySyncBridge, cache: RedisVocabularyCache
+) -> None:
+    """A Redis shared with a big application: `vocabsync status` (and a bridge taking over) read
+    the heartbeats through their index, in a few commands, however many other keys there are."""
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    try:
+        for start in range(0, UNRELATED_KEYS, 5_000):
+            await client.mset({f"app:session:{i}": "x" for i in range(start, start + 5_000)})
+        await wait_until_async(
+            lambda: read_heartbeats(client, settings, "instance"), message="instance reports"
+        )
+        await client.config_resetstat()
+        report = await collect_status(settings)
+        scans, _ = await scans_and_commands(client)
+        assert report.ok, report.to_table()
+        checks = {check.name: check for check in report.checks}
+        assert checks["bridge"].summary.startswith(f"active: {bridge.identity}")
+        assert [i["id"] for i in checks["instances"].details["instances"]] == [cache.identity]
+        assert scans == 0, f"status scanned the keyspace ({scans} SCAN calls)"
+
+        await client.config_resetstat()
+        found = await read_heartbeats(client, settings, "bridge")
+        scans, commands = await scans_and_commands(client)
+        assert [b["id"] for b in found] == [bridge.identity]
+        assert scans == 0
+        assert commands <= 5, f"{commands} Redis commands to read one heartbeat"
+    finally:
+        await client.aclose()
+
+
+async def test_heartbeat_index_drops_processes_that_are_gone(settings: Settings) -> None:
+    """Members whose key expired, or whose expiry time has passed, are pruned from the index."""
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    index = heartbeat_index_key(settings, "instance")
+    try:
+        for name in ("api-1", "api-2", "api-3"):
+            await write_heartbeat(client, settings, "instance", name, {"version": 1})
+        assert await client.zcard(index) == 3
+        # api-2's key expires (its process died long ago); api-3 stops cleanly.
+        await client.pexpire(heartbeat_key(settings, "instance", "api-2"), 1)
+        await remove_heartbeat(client, settings, "instance", "api-3")
+
+        async def expired() -> bool:
+            return await client.exists(heartbeat_key(settings, "instance", "api-2")) == 0
+
+        await wait_until_async(expired, message="key expired")
+        # A member whose recorded expiry is past goes too, key or not.
+        await client.zadd(index, {"api-0": time.time() - 1})
+        found = await read_heartbeats(client, settings, "instance")
+        assert [h["id"] for h in found] == ["api-1"]
+        assert await client.zrange(index, 0, -1) == [b"api-1"]
+        remaining = await client.zscore(index, "api-1")
+        assert remaining is not None
+        assert remaining > time.time() + 30
+    finally:
+        await client.aclose()
 
 
 def test_secrets_never_reach_output(pg_url: str) -> None:

@@ -17,16 +17,17 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import psycopg
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis.errors import HypothesisWarning
 from psycopg import sql
 
 from tests.fixtures_app import FAST_ENV, expected_vocabulary, make_settings
@@ -45,6 +46,7 @@ PG_PASSWORD = "pg-S3cret-4f9a1c"
 REDIS_PASSWORD = "redis-S3cret-b71c0e"
 ACL_PASSWORD = "acl-S3cret-77d0e2"
 REFRESH_TOKEN = "refresh-S3cret-02ce9b"
+READ_TOKEN = "read-S3cret-6a3d90"
 WRONG_PG_PASSWORD = "pg-Wr0ng-5d8e33"
 WRONG_REDIS_PASSWORD = "redis-Wr0ng-a90f17"
 SECRETS = (
@@ -52,6 +54,7 @@ SECRETS = (
     REDIS_PASSWORD,
     ACL_PASSWORD,
     REFRESH_TOKEN,
+    READ_TOKEN,
     WRONG_PG_PASSWORD,
     WRONG_REDIS_PASSWORD,
 )
@@ -503,43 +506,56 @@ FUZZ_EXAMPLES = 40
 
 
 def fuzz(app: Any, *, allow_server_errors: bool) -> dict[tuple[str, str], set[int]]:
-    """Call every operation of the app's own OpenAPI schema with generated requests, in-process,
-    and validate each response (status documented, body and headers match the schema, and
-    unless allowed no 5xx). Returns the status codes seen per operation."""
+    """Run schemathesis's own engine in-process, as ``st run --checks all`` does: every phase
+    (schema examples, coverage of edge cases such as bodies that are not UTF-8 JSON, fuzzing,
+    stateful) and every check (status code documented, body, headers and content type match
+    the schema, invalid data rejected, unsupported methods refused, ... and unless allowed no
+    5xx). Fails with every problem found; returns the status codes seen per method and path."""
     import schemathesis
-    from schemathesis.checks import not_a_server_error
+    from schemathesis.engine import events, from_schema
     from schemathesis.python import asgi
 
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema.config.checks.update(
+        included_check_names=["all"],
+        excluded_check_names=["not_a_server_error"] if allow_server_errors else None,
+    )
+    schema.config.generation.update(max_examples=FUZZ_EXAMPLES, deterministic=True, database="none")
     seen: dict[tuple[str, str], set[int]] = {}
-    excluded = [not_a_server_error] if allow_server_errors else []
+    problems: list[str] = []
     try:
-        for result in schema.get_all_operations():
-            operation = result.ok()
-            _fuzz_operation(operation, excluded, seen)
+        with warnings.catch_warnings():
+            # Hypothesis warns when it prints a big generated request (a long question): noise.
+            warnings.filterwarnings("ignore", "Generating overly large repr", HypothesisWarning)
+            for event in from_schema(schema).execute():
+                if isinstance(event, events.ScenarioFinished):
+                    _record(event, seen, problems)
+                elif isinstance(event, events.NonFatalError):
+                    problems.append(f"{event.label}: error: {event.info.format()}")
+                elif isinstance(event, events.FatalError):
+                    raise event.exception
     finally:
         asgi.shutdown_lifespans()  # stop the app's cache: it holds connections
+    assert not problems, "\n".join(sorted(set(problems)))
     return seen
 
 
-def _fuzz_operation(
-    operation: Any, excluded: list[Any], seen: dict[tuple[str, str], set[int]]
-) -> None:
-    key = (operation.method.upper(), operation.path)
-
-    @given(case=operation.as_strategy())
-    @hsettings(
-        max_examples=FUZZ_EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    def check(case: Any) -> None:
-        response = case.call_and_validate(excluded_checks=excluded)
-        seen.setdefault(key, set()).add(response.status_code)
-
-    check()
+def _record(event: Any, seen: dict[tuple[str, str], set[int]], problems: list[str]) -> None:
+    for interaction in event.recorder.interactions.values():
+        if interaction.response is not None:
+            key = (interaction.request.method.upper(), urlsplit(interaction.request.uri).path)
+            seen.setdefault(key, set()).add(interaction.response.status_code)
+    for case_id, nodes in event.recorder.checks.items():
+        for node in nodes:
+            if node.failure_info is None:
+                continue
+            case = event.recorder.cases[case_id].value
+            failure = node.failure_info.failure
+            body = case.body if isinstance(case.body, bytes | str) else repr(case.body)
+            problems.append(
+                f"{event.label}: {node.name}: {failure.title}: {failure.message} "
+                f"(request body {body!r:.120})"
+            )
 
 
 def test_fuzzing_the_api_finds_no_server_errors_or_schema_violations(
@@ -555,10 +571,18 @@ def test_fuzzing_the_api_finds_no_server_errors_or_schema_violations(
         ("GET", "/metrics"),
     }
     assert seen[("GET", "/api/vocabulary")] == {200}
+    assert 200 in seen[("POST", "/api/vocabulary/match")]
     assert seen[("POST", "/api/vocabulary/refresh")] == {401}, "generated tokens are refused"
 
     open_refresh = fuzz(create_app(make_settings(db_url, redis_url)), allow_server_errors=False)
     assert open_refresh[("POST", "/api/vocabulary/refresh")] == {200}
+
+    closed_reads = make_settings(db_url, redis_url, read_token=READ_TOKEN)
+    seen = fuzz(create_app(closed_reads), allow_server_errors=False)
+    assert seen[("GET", "/api/vocabulary")] == {401}, "generated tokens are refused"
+    assert 200 not in seen[("POST", "/api/vocabulary/match")]
+    assert 401 in seen[("POST", "/api/vocabulary/match")]
+    assert seen[("GET", "/health")] == {200}
 
 
 def test_fuzzing_an_instance_without_backends_finds_only_documented_errors() -> None:

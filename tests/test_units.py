@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import threading
+import time
 
 import pytest
 from hypothesis import given, strategies as st
 
+from tests.waiting import wait_until, wait_until_async
 from vocabsync.backoff import Backoff
 from vocabsync.config import Settings
+from vocabsync.matching import Abbreviations, MatchSettings
+from vocabsync.matching.maintainer import IndexMaintainer
 from vocabsync.secrets import mask_url
 from vocabsync.singleflight import CoalescingRunner
 from vocabsync.sources import FieldSource, SourceMap
@@ -216,6 +221,8 @@ def test_backoff_jitter_stays_within_ten_percent() -> None:
 
 
 async def test_requests_during_a_run_cause_exactly_one_follow_up() -> None:
+    """Requests that arrive while a run is in progress (the gate is still closed) coalesce into
+    one follow-up at the highest level any of them asked for, whatever order they came in."""
     started: list[int] = []
     gate = asyncio.Event()
 
@@ -225,15 +232,20 @@ async def test_requests_during_a_run_cause_exactly_one_follow_up() -> None:
         return len(started)
 
     runner: CoalescingRunner[int] = CoalescingRunner(work)
-    first = asyncio.ensure_future(runner.request(1, "event"))
-    await asyncio.sleep(0)  # let the first run start
-    followers = [asyncio.ensure_future(runner.request(1, "event")) for _ in range(50)]
-    manual = asyncio.ensure_future(runner.request(3, "manual"))
+    first = runner.submit(1, "event")
+    await wait_until_async(lambda: started == [1], message="the first run started")
+    assert runner.running
+    assert not gate.is_set()
+    early = [runner.submit(1, "event") for _ in range(25)]  # mid-run, below the manual level
+    manual = runner.submit(3, "manual")
+    late = [runner.submit(1, "event") for _ in range(25)]  # mid-run, after the manual request
+    assert started == [1], "nothing starts while the run is in progress"
     gate.set()
-    results = await asyncio.gather(first, *followers, manual)
+    results = await asyncio.gather(first, *early, manual, *late)
     assert started == [1, 3], "one run, then one follow-up at the highest level asked"
     assert results[0] == 1
     assert set(results[1:]) == {2}, "followers get the run that started after their request"
+    assert runner.runs == 2
 
 
 async def test_a_failed_run_fails_its_waiters_and_the_next_one_runs() -> None:
@@ -250,6 +262,56 @@ async def test_a_failed_run_fails_its_waiters_and_the_next_one_runs() -> None:
     with pytest.raises(RuntimeError, match="database down"):
         await runner.request(1, "event")
     assert await runner.request(1, "event") == 2
+
+
+# --- matching index maintenance -----------------------------------------------------------
+
+
+def corrupt_snapshot(version: int) -> Snapshot:
+    """A snapshot every index build fails on (a term that is not text)."""
+    return Snapshot.from_lists({"projects": [42]}, version=version)  # type: ignore[list-item]
+
+
+def test_index_maintenance_that_keeps_failing_backs_off() -> None:
+    maintainer = IndexMaintainer(MatchSettings(_env_file=None), Abbreviations.build())  # type: ignore[call-arg]
+    maintainer.retry = Backoff(initial=0.1, maximum=1.0, jitter=0.1)
+    maintainer.start()
+    try:
+        started = time.monotonic()
+        maintainer.submit(corrupt_snapshot(1))
+        wait_until(lambda: maintainer.stats.failures >= 4, message="four failed builds")
+        elapsed = time.monotonic() - started
+        # Retried at once, then after ~0.1 s, then ~0.2 s: not a rebuild loop.
+        assert elapsed >= 0.25, f"4 failures within {elapsed * 1000:.1f} ms: no backoff"
+        assert maintainer.stats.failures <= 5
+        assert maintainer.index is None
+        assert not maintainer.ready
+    finally:
+        maintainer.close()
+
+
+def test_index_maintenance_recovers_at_once_from_a_backoff() -> None:
+    """A long backoff neither delays a good snapshot nor the worker's shutdown."""
+    maintainer = IndexMaintainer(MatchSettings(_env_file=None), Abbreviations.build())  # type: ignore[call-arg]
+    maintainer.retry = Backoff(initial=60.0, maximum=60.0, jitter=0.0)
+    maintainer.start()
+    try:
+        maintainer.submit(corrupt_snapshot(1))
+        wait_until(lambda: maintainer.stats.failures >= 2, message="backing off")
+        good = Snapshot.from_lists({name: [] for name in FIELDS} | {"projects": ["Alpha Tower"]}, 2)
+        maintainer.submit(good)
+        assert maintainer.wait_ready(10.0), "a good snapshot ends the backoff"
+        index = maintainer.index
+        assert index is not None
+        assert index.version == 2
+        assert [m.value for m in index.match("alpha tower")] == ["Alpha Tower"]
+        maintainer.submit(corrupt_snapshot(3))
+        wait_until(lambda: maintainer.stats.failures >= 4, message="backing off again")
+    finally:
+        started = time.monotonic()
+        maintainer.close()
+    assert time.monotonic() - started < 5.0, "close() interrupts the backoff"
+    assert not [t for t in threading.enumerate() if t.name == "vocabsync-match-index"]
 
 
 def test_an_empty_token_means_no_token(monkeypatch: pytest.MonkeyPatch) -> None:

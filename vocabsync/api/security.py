@@ -1,7 +1,9 @@
 """Bearer-token checks for the endpoints an operator may want to protect.
 
-``POST /api/vocabulary/refresh`` requires ``VOCABSYNC_REFRESH_TOKEN`` when it is set; reads
-require ``VOCABSYNC_READ_TOKEN`` when that is set. Tokens are compared in constant time.
+``POST /api/vocabulary/refresh`` requires ``VOCABSYNC_REFRESH_TOKEN`` when it is set; every
+read of the vocabulary (``GET /api/vocabulary``, ``POST /api/vocabulary/match``) requires
+``VOCABSYNC_READ_TOKEN`` when that is set. The probes and metrics stay open. Tokens are compared
+in constant time, and checked before any other work (a read-through, a match).
 
 The header is declared as an optional parameter rather than an OpenAPI security scheme: whether
 a token is needed depends on the deployment's settings, and a scheme would tell clients (and

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
+from vocabsync.backoff import Backoff
 from vocabsync.matching.abbreviations import Abbreviations
 from vocabsync.matching.changes import Delta, diff
 from vocabsync.matching.index import MatchIndex, snapshot_terms
@@ -68,6 +69,8 @@ class IndexMaintainer:
         self._delta = Delta()
         self._rebuild: _Rebuild | None = None
         self._last_change = time.monotonic()
+        self.retry = Backoff(initial=1.0, maximum=60.0)
+        """Delays between retries of an update that keeps failing (a rebuild loop otherwise)."""
 
     # --- event loop side --------------------------------------------------------------------
 
@@ -151,14 +154,33 @@ class IndexMaintainer:
                     self._start_rebuild("quiet")
             except Exception:
                 self.stats.failures += 1
+                delay = self.retry.next_delay()
                 logger.exception(
-                    "matching index update failed; rebuilding from the newest snapshot",
+                    "matching index update failed; rebuilding from the newest snapshot in %.1f s",
+                    delay,
                     extra={"action": "match_index_failed"},
                 )
                 self._rebuild = None
-                if self._applied is not None:
-                    self._start_rebuild("recovery", self._applied)
+                self._pause(delay)
+                with self._cond:  # a snapshot that came during the pause is the newest source
+                    newest = self._pending or self._applied
+                if newest is not None and not self._stopping:
+                    self._start_rebuild("recovery", newest)
+            else:
+                if self._rebuild is None:  # nothing half done: healthy again
+                    self.retry.reset()
             time.sleep(0)  # let the event loop have the GIL between two pieces of work
+
+    def _pause(self, delay: float) -> None:
+        """Wait ``delay`` s before retrying a failed update, or less if a snapshot or
+        :meth:`close` arrives (a new snapshot may well be the fix)."""
+        deadline = time.monotonic() + delay
+        with self._cond:
+            while not self._stopping and self._pending is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._cond.wait(remaining)
 
     def _quiet_wait(self) -> float | None:
         """Seconds until a quiet-time rebuild is due (None: nothing to absorb)."""

@@ -3,6 +3,12 @@
 Every bridge and API instance refreshes ``<prefix>vocabsync:<kind>:<id>`` with a JSON document
 about itself; a process that dies stops refreshing and its key expires. ``vocabsync status``
 reads them to tell an operator which bridge is active and whether any instance is behind.
+
+The ids are also kept in an index, the sorted set ``<prefix>vocabsync:heartbeats:<kind>`` scored
+by each key's expiry time, so readers find the heartbeats in two round trips instead of scanning
+a keyspace the application may share with millions of keys. Members are pruned when their expiry
+time has passed (at every write and read) or their key is gone (at every read); the index
+itself expires with the last heartbeat written.
 """
 
 from __future__ import annotations
@@ -40,29 +46,53 @@ def heartbeat_ttl(settings: Settings) -> int:
     return max(60, round(10 * stale_after(settings)))
 
 
+def heartbeat_index_key(settings: Settings, kind: Kind) -> str:
+    """The sorted set of the ids of ``kind`` that have a heartbeat, scored by expiry time."""
+    return f"{settings.key_prefix}vocabsync:heartbeats:{kind}"
+
+
 async def write_heartbeat(
     client: aioredis.Redis, settings: Settings, kind: Kind, identity: str, state: dict[str, Any]
 ) -> None:
-    document = {"id": identity, "kind": kind, "heartbeat_at": time.time(), **state}
-    await client.set(
-        heartbeat_key(settings, kind, identity), json.dumps(document), ex=heartbeat_ttl(settings)
-    )
+    now = time.time()
+    ttl = heartbeat_ttl(settings)
+    document = {"id": identity, "kind": kind, "heartbeat_at": now, **state}
+    index = heartbeat_index_key(settings, kind)
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.set(heartbeat_key(settings, kind, identity), json.dumps(document), ex=ttl)
+        pipe.zadd(index, {identity: now + ttl})
+        pipe.zremrangebyscore(index, "-inf", now)
+        pipe.expire(index, ttl)
+        await pipe.execute()
 
 
 async def remove_heartbeat(
     client: aioredis.Redis, settings: Settings, kind: Kind, identity: str
 ) -> None:
-    await client.delete(heartbeat_key(settings, kind, identity))
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.delete(heartbeat_key(settings, kind, identity))
+        pipe.zrem(heartbeat_index_key(settings, kind), identity)
+        await pipe.execute()
 
 
 async def read_heartbeats(
     client: aioredis.Redis, settings: Settings, kind: Kind
 ) -> list[dict[str, Any]]:
-    """Every live heartbeat of ``kind``; unreadable documents are skipped."""
-    pattern = heartbeat_key(settings, kind, "*")
+    """Every live heartbeat of ``kind``, through the index; unreadable documents are skipped."""
+    index = heartbeat_index_key(settings, kind)
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(index, "-inf", time.time())
+        pipe.zrange(index, 0, -1)
+        _, members = await pipe.execute()
+    identities = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+    if not identities:
+        return []
+    raws = await client.mget([heartbeat_key(settings, kind, i) for i in identities])
+    gone = [identity for identity, raw in zip(identities, raws, strict=True) if raw is None]
+    if gone:
+        await client.zrem(index, *gone)
     found: list[dict[str, Any]] = []
-    async for key in client.scan_iter(match=pattern, count=100):
-        raw = await client.get(key)
+    for raw in raws:
         if raw is None:
             continue
         try:

@@ -59,12 +59,30 @@ class VocabularyLoader:
         return self.settings.sources.fields_of(table)
 
     async def load(self, fields: Iterable[str] | None = None) -> Snapshot:
-        """Load ``fields`` (default: all six) on the loader's own connection."""
+        """Load ``fields`` (default: all six) on the loader's own connection.
+
+        The connection is kept between loads, so the server may have dropped it meanwhile
+        (restart, failover, idle timeout, ``pg_terminate_backend``): then reconnect once.
+        """
+        names = None if fields is None else tuple(fields)
         async with self._lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = await connect(self.settings, self.purpose)
+            kept = self._conn
+            if kept is not None and not kept.closed:
+                try:
+                    return await self.load_on(kept, names)
+                except DatabaseUnavailableError as exc:
+                    dropped = kept.closed  # else the query failed, not the connection
+                    await self.close_connection()
+                    if not dropped:
+                        raise
+                    logger.info(
+                        "reconnecting: the kept connection was dropped (%s)",
+                        exc,
+                        extra={"action": "loader_reconnect"},
+                    )
+            self._conn = await connect(self.settings, self.purpose)
             try:
-                return await self.load_on(self._conn, fields)
+                return await self.load_on(self._conn, names)
             except DatabaseUnavailableError:
                 await self.close_connection()
                 raise

@@ -449,14 +449,18 @@ class VocabularySyncBridge:
             return
         started = time.perf_counter()
         finished = self.metrics.time_refresh(trigger)
-        loaded = await self.loader.load_on(conn, None if fields is None else sorted(fields))
-        self.snapshot = self.snapshot.merge(loaded)
-        self._failing_link = "redis"
-        stored, changed = await store.write(self.snapshot)
-        self.snapshot = self.snapshot.merge(stored)
-        for message in messages:
-            await store.publish(message)
-            self.messages_published += 1
+        try:
+            loaded = await self.loader.load_on(conn, None if fields is None else sorted(fields))
+            self.snapshot = self.snapshot.merge(loaded)
+            self._failing_link = "redis"
+            stored, changed = await store.write(self.snapshot)
+            self.snapshot = self.snapshot.merge(stored)
+            for message in messages:
+                await store.publish(message)
+                self.messages_published += 1
+        except Exception:
+            finished(False)  # counted in vocabsync_refresh_failures_total; the session ends
+            raise
         self._failing_link = None
         finished(True)
         logger.info(

@@ -12,7 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from vocabsync.api.deps import CacheDep
+from vocabsync.api.deps import RequireVocabulary
+from vocabsync.api.errors import error_responses
+from vocabsync.api.security import RequireReadToken
 from vocabsync.matching.settings import MAX_TEXT_LENGTH
 from vocabsync.services.entity_matcher import EntityMatcher, IndexNotReadyError, MatchResult
 from vocabsync.vocabulary import FieldName
@@ -84,17 +86,14 @@ class MatchResponse(BaseModel):
     version: int = Field(description="The vocabulary snapshot version the index was built from.")
 
 
-class ErrorResponse(BaseModel):
-    detail: str
-
-
 @router.post(
     "/match",
     response_model=MatchResponse,
     summary="Find vocabulary terms in a question",
-    responses={503: {"model": ErrorResponse, "description": "No matching index yet."}},
+    dependencies=[RequireReadToken, RequireVocabulary],
+    responses=error_responses(400, 401, 503),
 )
-async def match(body: MatchRequest, cache: CacheDep, matcher: MatcherDep) -> MatchResponse:
+async def match(body: MatchRequest, matcher: MatcherDep) -> MatchResponse:
     """Projects, locations, files and categories named in ``text``, typos and all.
 
     Case, accents, punctuation and spacing are ignored; one typo per term is tolerated (two in
@@ -102,12 +101,6 @@ async def match(body: MatchRequest, cache: CacheDep, matcher: MatcherDep) -> Mat
     beginning of a name ("Marikina Riverbanks") names the one term that starts with it. Overlapping
     matches resolve to the longest, then the best-scoring.
     """
-    snapshot, _ = await cache.read_snapshot()  # reads through only in fallback mode
-    if not snapshot.is_complete:
-        raise HTTPException(
-            status_code=503,
-            detail="No vocabulary loaded yet: PostgreSQL and Redis are unreachable (see /ready).",
-        )
     try:
         if len(body.text) > INLINE_TEXT_LENGTH:
             result = await asyncio.to_thread(matcher.match, body.text, body.fields, body.limit)

@@ -13,7 +13,8 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from vocabsync.api.deps import CacheDep
+from vocabsync.api.deps import CacheDep, VocabularyDep
+from vocabsync.api.errors import error_responses
 from vocabsync.api.security import RequireReadToken, RequireRefreshToken
 from vocabsync.errors import VocabSyncError
 
@@ -55,35 +56,23 @@ class RefreshResponse(BaseModel):
     vocabulary_counts: VocabularyCounts
 
 
-class ErrorResponse(BaseModel):
-    detail: str
-
-
 @router.get(
     "",
     response_model=VocabularyResponse,
     summary="The current vocabulary",
     dependencies=[RequireReadToken],
-    responses={
-        401: {"model": ErrorResponse, "description": "VOCABSYNC_READ_TOKEN is set; no token."},
-        503: {"model": ErrorResponse, "description": "No vocabulary could be loaded yet."},
-    },
+    responses=error_responses(401, 503),
 )
-async def get_vocabulary(cache: CacheDep) -> VocabularyResponse:
+async def get_vocabulary(current: VocabularyDep) -> VocabularyResponse:
     """The six lists, from memory; read through to Redis/PostgreSQL only in fallback mode."""
-    snapshot, source = await cache.read_snapshot()
-    if not snapshot.is_complete:
-        raise HTTPException(
-            status_code=503,
-            detail="No vocabulary loaded yet: PostgreSQL and Redis are unreachable (see /ready).",
-        )
+    snapshot = current.snapshot
     refreshed = snapshot.refreshed_at
     return VocabularyResponse(
         **snapshot.as_lists(),
         meta=VocabularyMeta(
             version=snapshot.version,
             refreshed_at=datetime.fromtimestamp(refreshed, tz=UTC) if refreshed else None,
-            source=source,
+            source=current.source,
         ),
     )
 
@@ -93,10 +82,7 @@ async def get_vocabulary(cache: CacheDep) -> VocabularyResponse:
     response_model=RefreshResponse,
     summary="Reload the vocabulary from PostgreSQL now",
     dependencies=[RequireRefreshToken],
-    responses={
-        401: {"model": ErrorResponse, "description": "VOCABSYNC_REFRESH_TOKEN is set; no token."},
-        500: {"model": ErrorResponse, "description": "The refresh failed."},
-    },
+    responses=error_responses(401, 500),
 )
 async def refresh_vocabulary(cache: CacheDep) -> RefreshResponse:
     """Reload from PostgreSQL, store in Redis and tell every instance.
