@@ -13,7 +13,8 @@ from tests.fixtures_app import derive, execute, expected_vocabulary, replace_voc
 from vocabsync.config import Settings
 from vocabsync.errors import ConfigurationError, DatabaseUnavailableError
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
-from vocabsync.services.snapshot_store import SnapshotStore, redis_client
+from vocabsync.services.redis_client import redis_client
+from vocabsync.services.vocabulary_log import VocabularyLog
 from vocabsync.services.vocabulary_loader import VocabularyLoader
 from vocabsync.vocabulary import FIELDS
 
@@ -130,13 +131,14 @@ async def test_cache_refresh_updates_all_vocabulary_data(
     try:
         with caplog.at_level(logging.INFO):
             await cache.refresh_cache("manual")
-        found = await SnapshotStore(client, settings).read()
+        found = await VocabularyLog(client, settings).read_full()
     finally:
         await cache.stop()
         await client.aclose()
-    assert found.snapshot is not None
-    assert set(found.snapshot.as_lists()) == set(FIELDS)
-    assert found.snapshot.as_lists() == expected_vocabulary(db_url)
-    counts = found.snapshot.counts()
+    assert found is not None
+    stored = found[1]
+    assert set(stored.as_lists()) == set(FIELDS)
+    assert stored.as_lists() == expected_vocabulary(db_url)
+    counts = stored.counts()
     assert f"projects={counts['projects']}" in caplog.text
     assert f"cashflow_categories={counts['cashflow_categories']}" in caplog.text
