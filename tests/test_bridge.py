@@ -13,8 +13,8 @@ from tests.fixtures_app import derive, execute, expected_vocabulary
 from tests.waiting import wait_until_async
 from vocabsync.config import Settings
 from vocabsync.local_servers import LocalRedis
-from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 from vocabsync.services.vocabulary_log import VocabularyLog
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 from vocabsync.vocabulary import FIELDS, FieldDelta, Snapshot
 
 

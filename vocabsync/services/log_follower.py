@@ -18,9 +18,8 @@ from collections.abc import Awaitable, Callable
 
 from vocabsync.config import Settings
 from vocabsync.services.redis_client import redis_client
-from vocabsync.services.vocabulary_log import VocabularyLog
+from vocabsync.services.vocabulary_log import LogEntry, VocabularyLog, position_key
 from vocabsync.services.vocabulary_state import VocabularyState
-from vocabsync.vocabulary import SnapshotFormatError
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ logger = logging.getLogger(__name__)
 async def catch_up(log: VocabularyLog, state: VocabularyState) -> bool:
     """Bring ``state`` to the log's head; False when Redis holds no state at all."""
     async with state.lock:
-        head = await log.head()
+        head = await log.head()  # SnapshotFormatError: the caller repairs the state
         if head is None:
             return False
         if head.position == state.position:
@@ -40,10 +39,7 @@ async def catch_up(log: VocabularyLog, state: VocabularyState) -> bool:
                     break
             if state.position == head.position:
                 return True
-        try:
-            found = await log.read_full()
-        except SnapshotFormatError:
-            found = None
+        found = await log.read_full()
         if found is None:
             return False
         head, snapshot = found
@@ -61,13 +57,16 @@ class LogFollower:
         *,
         on_connected: Callable[[VocabularyLog], Awaitable[None]],
         on_idle: Callable[[VocabularyLog], Awaitable[None]],
+        on_applied: Callable[[int, float], None] | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
         self.on_connected = on_connected
         self.on_idle = on_idle
+        self.on_applied = on_applied
         self.running = False
         self.entries_received = 0
+        self.malformed_entries = 0
         self.gaps = 0
 
     async def session(self, healthy: Callable[[], None]) -> None:
@@ -89,20 +88,48 @@ class LogFollower:
         interval = self.settings.health_check_interval
         block_ms = max(1, round(min(1.0, interval) * 1000))
         last_idle = time.monotonic()
+        cursor = self.state.position
         while True:
-            entries = await log.read_after(self.state.position, block_ms=block_ms)
-            if entries:
-                self.entries_received += len(entries)
+            start = max(cursor, self.state.position, key=position_key)
+            entries = await log.read_after(start, block_ms=block_ms)
+            started = time.perf_counter()
+            applied = 0
+            for entry in entries:
+                cursor = entry.id
+                self.entries_received += 1
                 async with self.state.lock:
-                    applied = all(self.state.apply(entry) for entry in entries)
-                if not applied:
-                    self.gaps += 1
-                    logger.info(
-                        "gap in the vocabulary log at %s; reading the full state",
-                        self.state.position or "(start)",
-                        extra={"action": "log_gap"},
-                    )
-                    await catch_up(log, self.state)
+                    ok = self.state.apply(entry)
+                if ok:
+                    applied += 1
+                    continue
+                await self._recover(log, entry)
+            if applied and self.on_applied is not None:
+                self.on_applied(applied, time.perf_counter() - started)
             if time.monotonic() - last_idle >= interval:
                 await self.on_idle(log)
                 last_idle = time.monotonic()
+
+    async def _recover(self, log: VocabularyLog, entry: LogEntry) -> None:
+        """An entry that does not follow the state: read the full state once.
+
+        When even the full state is older than the entry, the entry is not part of the log's
+        history (written by something else, or corrupted): it is counted and skipped.
+        """
+        self.gaps += 1
+        logger.info(
+            "entry %s does not follow %s; reading the full state",
+            entry.id,
+            self.state.position or "(nothing)",
+            extra={"action": "log_gap"},
+        )
+        await catch_up(log, self.state)
+        if entry.kind not in ("delta", "reset") or position_key(self.state.position) < position_key(
+            entry.id
+        ):
+            self.malformed_entries += 1
+            logger.warning(
+                "skipping log entry %s: not part of the vocabulary's history (kind %r)",
+                entry.id,
+                entry.kind[:40],
+                extra={"action": "malformed_message"},
+            )

@@ -16,7 +16,7 @@ from typing import Final
 
 from vocabsync.errors import RedisUnavailableError
 from vocabsync.services.vocabulary_log import VocabularyLog, WriteResult
-from vocabsync.vocabulary import Delta, FieldDelta, Snapshot, TermSet
+from vocabsync.vocabulary import Delta, FieldDelta, Snapshot, SnapshotFormatError, TermSet
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,27 @@ class LogWriter:
         self.appends = 0
         self.resets = 0
         self.full_reads = 0
+        self.repairs = 0
+        self.corrupt = False
 
     async def catch_up(self) -> None:
-        """Bring the writer's view to the log's head: follow new entries, or read it whole."""
+        """Bring the writer's view to the log's head: follow new entries, or read it whole.
+
+        A state in Redis that is not ours (corrupted, wrong types) counts as no state: the
+        next full write replaces it whatever its head says.
+        """
+        try:
+            await self._catch_up()
+        except SnapshotFormatError as exc:
+            self.state, self.position, self.corrupt = Snapshot.empty(), "", True
+            self.repairs += 1
+            logger.warning(
+                "the vocabulary state in Redis is unusable (%s); it will be rewritten",
+                exc,
+                extra={"action": "redis_value_corrupted"},
+            )
+
+    async def _catch_up(self) -> None:
         head = await self.log.head()
         if head is None:
             self.state, self.position = Snapshot.empty(), ""
@@ -138,9 +156,10 @@ class LogWriter:
         for _ in range(MAX_ATTEMPTS):
             await self.catch_up()
             if not self.position or self.state.identity != loaded.identity:
-                result = await self.log.replace(self.position, loaded)
+                expected = "*" if self.corrupt else self.position
+                result = await self.log.replace(expected, loaded)
                 if result.outcome == "ok":
-                    self.state, self.position = loaded, result.position
+                    self.state, self.position, self.corrupt = loaded, result.position, False
                     self.resets += 1
                     logger.info(
                         "vocabulary state replaced (version %d, %d terms)",

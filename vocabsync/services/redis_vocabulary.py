@@ -42,6 +42,7 @@ from vocabsync.services.heartbeat import process_identity, remove_heartbeat, wri
 from vocabsync.services.log_follower import LogFollower, catch_up
 from vocabsync.services.log_writer import LogWriter, StaleReadError
 from vocabsync.services.redis_client import describe_redis_error, redis_client
+from vocabsync.services.snapshot_store import SnapshotStore
 from vocabsync.services.sync_control import SyncSwitch
 from vocabsync.services.vocabulary_loader import VocabularyLoader
 from vocabsync.services.vocabulary_log import VocabularyLog
@@ -280,7 +281,7 @@ class RedisVocabularyCache:
             if await catch_up(log, self.state):
                 self.stats.redis_reads += 1
                 return
-            await self._write_from_database(log)
+            await self._write_from_database(log, replace=True)
         except SnapshotFormatError as exc:
             self.stats.corrupted_values += 1
             logger.warning(
@@ -332,6 +333,8 @@ class RedisVocabularyCache:
         log, _ = self._ensure_runtime()
         try:
             await self._write_from_database(log)
+            # The seed's key too, so whoever reads ``vocabulary`` sees the refresh at once.
+            await SnapshotStore(log.client, self.settings).write(self.snapshot)
         except RedisUnavailableError as exc:
             self._mark_redis_down(str(exc))
             raise RefreshError(
@@ -370,7 +373,11 @@ class RedisVocabularyCache:
             first_attempt.set()
 
         self._follower = LogFollower(
-            self.settings, self.state, on_connected=connected, on_idle=self._on_idle
+            self.settings,
+            self.state,
+            on_connected=connected,
+            on_idle=self._on_idle,
+            on_applied=self._on_applied,
         )
         self._supervisor = Supervisor(
             "vocabsync-follower",
@@ -396,6 +403,10 @@ class RedisVocabularyCache:
                 )
 
     async def _on_connected(self, log: VocabularyLog) -> None:
+        if self._client is not None:
+            # Connections pooled before an outage are dead: drop them before the catch-up.
+            with contextlib.suppress(Exception):
+                await self._client.connection_pool.disconnect()
         self.redis_available = True
         self._redis_down_reported = False
         if self._connected_once:
@@ -412,6 +423,11 @@ class RedisVocabularyCache:
         with contextlib.suppress(VocabSyncError):
             await self.refresh_cache(trigger)
 
+    def _on_applied(self, entries: int, seconds: float) -> None:
+        """Log entries applied as they arrived: the "event" refresh of earlier releases."""
+        self.metrics.refresh_seconds.labels("event").observe(seconds)
+        self.stats.refreshes["event"] = self.stats.refreshes.get("event", 0) + entries
+
     def _on_follower_failure(self, exc: BaseException) -> None:
         if self._first_attempt is not None:
             self._first_attempt.set()
@@ -421,7 +437,7 @@ class RedisVocabularyCache:
         # The follower must not die (invariant 6): log with traceback and reconnect.
         self.last_error = self.settings.redact(repr(exc))
         logger.error(
-            "log follower crashed; restarting",
+            "listener (log follower) crashed; restarting",
             exc_info=exc,
             extra={"action": "listener_crashed"},
         )
@@ -501,6 +517,7 @@ class RedisVocabularyCache:
             },
         )
         received = self._follower.entries_received if self._follower else 0
+        stats.malformed_messages = self._follower.malformed_entries if self._follower else 0
         return MetricValues(
             component="api",
             running=self._listener is not None and not self._listener.done(),

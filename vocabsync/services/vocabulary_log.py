@@ -166,6 +166,8 @@ class VocabularyLog:
     async def head(self) -> Head | None:
         try:
             raw = await self.client.hgetall(self.head_key)
+        except ResponseError as exc:
+            raise SnapshotFormatError(f"the vocabulary head is unreadable: {exc}") from None
         except (RedisError, OSError) as exc:
             raise self._unavailable("read the vocabulary head", exc) from None
         return _parse_head(raw)
@@ -178,6 +180,8 @@ class VocabularyLog:
                 for key in self.term_keys:
                     pipe.smembers(key)
                 head_raw, *members = await pipe.execute()
+        except ResponseError as exc:  # a key of the wrong type: not a state of ours
+            raise SnapshotFormatError(f"the vocabulary state is unreadable: {exc}") from None
         except (RedisError, OSError) as exc:
             raise self._unavailable("read the vocabulary state", exc) from None
         head = _parse_head(head_raw)
@@ -305,7 +309,7 @@ async def _forget(client: aioredis.Redis, keys: Sequence[str]) -> None:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _write_result(result: Any) -> WriteResult:
@@ -315,18 +319,20 @@ def _write_result(result: Any) -> WriteResult:
 
 
 def _parse_head(raw: dict[Any, Any]) -> Head | None:
+    """None when there is no head; a head that is not ours raises :class:`SnapshotFormatError`."""
     if not raw:
         return None
-    values = {_text(k): _text(v) for k, v in raw.items()}
     try:
+        values = {_text(k): _text(v) for k, v in raw.items()}
+        position_key(values["pos"])
         return Head(
             position=values["pos"],
             version=int(values["version"]),
             identity=values.get("identity", ""),
             refreshed_at=float(values.get("at", 0.0)),
         )
-    except (KeyError, ValueError):
-        return None
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise SnapshotFormatError(f"the vocabulary head is not ours: {exc!r}") from None
 
 
 def _parse_entry(entry_id: Any, fields: dict[Any, Any]) -> LogEntry:
@@ -339,7 +345,7 @@ def _parse_entry(entry_id: Any, fields: dict[Any, Any]) -> LogEntry:
         version = int(_text(values.get("version", b"0")))
         refreshed_at = float(_text(values.get("at", b"0")))
     except (KeyError, ValueError, SnapshotFormatError):
-        kind, delta, version, refreshed_at = "corrupt", None, 0, 0.0
+        kind, delta, version, refreshed_at = f"corrupt {kind}", None, 0, 0.0
     return LogEntry(
         id=_text(entry_id),
         prev=_text(values.get("prev", b"")),
