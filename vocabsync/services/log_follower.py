@@ -87,9 +87,12 @@ class LogFollower:
     async def _follow(self, log: VocabularyLog) -> None:
         interval = self.settings.health_check_interval
         block_ms = max(1, round(min(1.0, interval) * 1000))
-        last_idle = time.monotonic()
+        last_idle = float("-inf")  # heartbeat at once: `vocabsync status` sees a new instance
         cursor = self.state.position
         while True:
+            if time.monotonic() - last_idle >= interval:
+                await self.on_idle(log)
+                last_idle = time.monotonic()
             start = max(cursor, self.state.position, key=position_key)
             entries = await log.read_after(start, block_ms=block_ms)
             started = time.perf_counter()
@@ -105,9 +108,6 @@ class LogFollower:
                 await self._recover(log, entry)
             if applied and self.on_applied is not None:
                 self.on_applied(applied, time.perf_counter() - started)
-            if time.monotonic() - last_idle >= interval:
-                await self.on_idle(log)
-                last_idle = time.monotonic()
 
     async def _recover(self, log: VocabularyLog, entry: LogEntry) -> None:
         """An entry that does not follow the state: read the full state once.

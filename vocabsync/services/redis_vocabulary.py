@@ -422,6 +422,7 @@ class RedisVocabularyCache:
         # The log is durable: after every (re)connect, catch up with what was missed.
         with contextlib.suppress(VocabSyncError):
             await self.refresh_cache(trigger)
+        await self._heartbeat(log.client)  # before /ready turns 200: `status` sees it at once
 
     def _on_applied(self, entries: int, seconds: float) -> None:
         """Log entries applied as they arrived: the "event" refresh of earlier releases."""
