@@ -66,6 +66,7 @@ class LogFollower:
         self.on_applied = on_applied
         self.running = False
         self.entries_received = 0
+        self.bytes_received = 0
         self.malformed_entries = 0
         self.gaps = 0
 
@@ -100,6 +101,7 @@ class LogFollower:
             for entry in entries:
                 cursor = entry.id
                 self.entries_received += 1
+                self.bytes_received += entry.size
                 async with self.state.lock:
                     ok = self.state.apply(entry)
                 if ok:

@@ -130,6 +130,8 @@ class LogEntry:
     identity: str
     refreshed_at: float
     delta: Delta | None
+    size: int = 0
+    """Bytes of the entry's field values as read from Redis (what following it costs)."""
 
 
 def position_key(position: str) -> tuple[int, int]:
@@ -337,6 +339,7 @@ def _parse_head(raw: dict[Any, Any]) -> Head | None:
 
 def _parse_entry(entry_id: Any, fields: dict[Any, Any]) -> LogEntry:
     values = {_text(k): v for k, v in fields.items()}
+    size = sum(len(k) + len(v) for k, v in fields.items() if isinstance(v, bytes | str))
     kind = _text(values.get("kind", b""))
     delta: Delta | None = None
     try:
@@ -354,4 +357,5 @@ def _parse_entry(entry_id: Any, fields: dict[Any, Any]) -> LogEntry:
         identity=_text(values.get("identity", b"")),
         refreshed_at=refreshed_at,
         delta=delta,
+        size=size,
     )
