@@ -83,6 +83,9 @@ class SeedKeyWriter:
 
     The first change after a quiet period is written at once; later ones wait for the interval,
     and the key is rewritten at least every TTL/3 so it never expires under a running bridge.
+    At a million terms one rewrite costs about half a second of CPU, so the interval also
+    stretches to ten times the last rewrite's cost: the key never takes more than a tenth of
+    the bridge's CPU, however large the vocabulary.
     """
 
     def __init__(self, store: SnapshotStore) -> None:
@@ -90,17 +93,24 @@ class SeedKeyWriter:
         self.written: Snapshot | None = None
         self.written_at = float("-inf")
         self.writes = 0
+        self.last_cost = 0.0
+
+    @property
+    def interval(self) -> float:
+        return max(self.store.settings.snapshot_interval, 10 * self.last_cost)
 
     def due(self, snapshot: Snapshot) -> bool:
         elapsed = time.monotonic() - self.written_at
         if snapshot is self.written:
             return elapsed >= self.store.settings.vocabulary_ttl_seconds / 3
-        return elapsed >= self.store.settings.snapshot_interval
+        return elapsed >= self.interval
 
     async def write_if_due(self, snapshot: Snapshot) -> bool:
         if not snapshot.is_complete or not self.due(snapshot):
             return False
+        started = time.process_time()
         await self.store.write(snapshot)
+        self.last_cost = time.process_time() - started
         self.written, self.written_at = snapshot, time.monotonic()
         self.writes += 1
         return True

@@ -362,7 +362,7 @@ class VocabularySyncBridge:
         while True:
             wait = min(1.0, interval)
             if seed.written is not self.snapshot and self.snapshot.is_complete:
-                wait = min(wait, max(0.05, self.settings.snapshot_interval))
+                wait = min(wait, max(0.05, seed.interval))
             payloads = await self._collect(conn, wait=wait)
             if payloads:
                 self.notifications_received += len(payloads)
@@ -449,7 +449,6 @@ class VocabularySyncBridge:
                 seen = await self._observe(conn, touched, reload)
                 self._failing_link = "redis"
                 try:
-                    await self.writer.catch_up()
                     delta = await self.writer.write_observation(seen, message=message)
                 except StaleReadError:
                     continue
