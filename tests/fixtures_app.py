@@ -29,12 +29,14 @@ FAST = {
     "reconnect_initial_delay": 0.05,
     "reconnect_max_delay": 0.5,
     "reconnect_jitter": 0.1,
+    "snapshot_interval": 0.2,
     "health_check_interval": 0.5,
     "network_timeout": 2.0,
     "query_timeout": 10.0,
 }
 FAST_ENV = {
     "VOCABSYNC_RECONNECT_INITIAL_DELAY": "0.05",
+    "VOCABSYNC_SNAPSHOT_INTERVAL": "0.2",
     "VOCABSYNC_RECONNECT_MAX_DELAY": "0.5",
     "VOCABSYNC_HEALTH_CHECK_INTERVAL": "0.5",
     "VOCABSYNC_NETWORK_TIMEOUT": "2",

@@ -13,8 +13,9 @@ from tests.fixtures_app import derive, execute, expected_vocabulary
 from tests.waiting import wait_until, wait_until_async
 from vocabsync.config import Settings
 from vocabsync.local.servers import LocalRedis
+from vocabsync.services.vocabulary_log import VocabularyLog
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
-from vocabsync.vocabulary import Snapshot
+from vocabsync.vocabulary import FIELDS, FieldDelta, Snapshot
 
 
 @pytest.fixture
@@ -31,6 +32,17 @@ async def subscriber(settings: Settings) -> AsyncIterator[aioredis.client.PubSub
 
 
 async def stored_snapshot(settings: Settings) -> Snapshot | None:
+    """The state the vocabulary log holds in Redis (what instances follow)."""
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    try:
+        found = await VocabularyLog(client, settings).read_full()
+    finally:
+        await client.aclose()
+    return None if found is None else found[1]
+
+
+async def seed_key_snapshot(settings: Settings) -> Snapshot | None:
+    """The design document's ``vocabulary`` key (whole JSON, with a TTL)."""
     client = aioredis.Redis.from_url(settings.redis_connection_url)
     try:
         raw = await client.get(settings.redis_key)
@@ -66,6 +78,8 @@ async def test_resync_at_start_stores_all_six_lists_with_ttl(
         snapshot = await wait_until_async(lambda: stored_snapshot(settings), message="stored")
         assert snapshot.as_lists() == expected_vocabulary(db_url)
         assert snapshot.is_complete
+        seed = await wait_until_async(lambda: seed_key_snapshot(settings), message="seed key")
+        assert seed.as_lists() == expected_vocabulary(db_url)
     finally:
         bridge.stop()
         await asyncio.wait_for(task, timeout=5)
@@ -85,18 +99,27 @@ async def test_change_is_stored_then_published_with_table_name(
     assert snapshot.get("expense_categories") == ("Diesel",)
 
 
-async def test_each_table_refreshes_only_its_own_fields(
+async def test_a_change_is_logged_as_a_delta_of_its_own_field_only(
     settings: Settings, db_url: str, bridge: VocabularySyncBridge
 ) -> None:
     before = bridge.snapshot
+    position = bridge.writer.position
     execute(db_url, """INSERT INTO "CashFlow"(file_name) VALUES ('cf.xlsx')""")
     await wait_until_async(
         lambda: bridge.snapshot.get("cashflow_files") == ("cf.xlsx",), message="bridge loaded"
     )
-    after = bridge.snapshot
-    assert after.versions["cashflow_files"] > before.versions["cashflow_files"]
-    untouched = [f for f in after.versions if f != "cashflow_files"]
-    assert all(after.versions[f] == before.versions[f] for f in untouched)
+    assert bridge.snapshot.version > before.version
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    try:
+        entries = await VocabularyLog(client, settings).read_after(position)
+    finally:
+        await client.aclose()
+    assert [e.kind for e in entries] == ["delta"]
+    assert entries[0].prev == position
+    assert entries[0].delta is not None
+    assert dict(entries[0].delta.fields) == {"cashflow_files": FieldDelta(("cf.xlsx",), ())}
+    # Unchanged fields are the very same objects: nothing was copied or reloaded.
+    assert all(bridge.snapshot.get(f) is before.get(f) for f in FIELDS if f != "cashflow_files")
 
 
 BURST = 300
@@ -118,8 +141,8 @@ async def test_burst_of_commits_is_coalesced_and_ends_exact(
     """Commits arrive while the bridge is loading (they come from another thread, and the
     bridge has already started working on the burst): notifications that arrive during a load
     cost one follow-up load, not one load each, and the end state is exact."""
-    loads_before = bridge.loader.loads
-    await asyncio.to_thread(commit_burst, db_url, lambda: bridge.loader.loads > loads_before)
+    loads_before = bridge.probes
+    await asyncio.to_thread(commit_burst, db_url, lambda: bridge.probes > loads_before)
     # Notifications are served in order: once this later change is loaded, the burst is done.
     execute(db_url, """INSERT INTO "CashFlowColumn"(column_name) VALUES ('After the burst')""")
     await wait_until_async(
@@ -131,7 +154,7 @@ async def test_burst_of_commits_is_coalesced_and_ends_exact(
     assert stored is not None
     assert stored.as_lists() == expected_vocabulary(db_url)
     assert len(stored.get("projects")) == BURST
-    loads = bridge.loader.loads - loads_before  # the burst's and the last change's
+    loads = bridge.probes - loads_before  # the burst's and the last change's
     assert loads < BURST // 2, f"{loads} loads for {BURST + 1} commits: not coalesced"
 
 

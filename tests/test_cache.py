@@ -19,10 +19,12 @@ from tests.fixtures_app import (
 from tests.waiting import wait_until_async
 from vocabsync.config import Settings
 from vocabsync.local.servers import LocalRedis
+from vocabsync.services.log_writer import LogWriter, StaleReadError
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
-from vocabsync.services.snapshot_store import SnapshotStore
+from vocabsync.services.vocabulary_log import LogEntry, VocabularyLog
+from vocabsync.services.vocabulary_state import VocabularyState
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
-from vocabsync.vocabulary import FIELDS, Snapshot
+from vocabsync.vocabulary import FIELDS, Delta, FieldDelta, Snapshot
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
 terms = st.text(
@@ -32,10 +34,16 @@ terms = st.text(
 )
 
 
-async def publish(settings: Settings, message: bytes | str) -> None:
+async def append_terms(
+    settings: Settings, cache: RedisVocabularyCache, name: str, *terms: str
+) -> None:
+    """Append a delta to the log as a bridge would (one more version, same history)."""
     client = aioredis.Redis.from_url(settings.redis_connection_url)
     try:
-        await client.publish(settings.redis_channel, message)
+        writer = LogWriter(VocabularyLog(client, settings))
+        await writer.catch_up()
+        changed = writer.state.apply(Delta({name: FieldDelta(terms, ())}), writer.state.version + 1)
+        await writer.write_full(changed)
     finally:
         await client.aclose()
 
@@ -63,7 +71,7 @@ async def test_event_adopts_snapshot_from_redis_without_touching_the_database(
 
 
 @hsettings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.integers(min_value=0, max_value=3))
 async def test_listener_initialization_and_subscription(settings: Settings, shift: int) -> None:
@@ -73,17 +81,15 @@ async def test_listener_initialization_and_subscription(settings: Settings, shif
     await cache.start_listener()
     try:
         assert cache.listener_running
-        client = aioredis.Redis.from_url(settings.redis_connection_url)
-        try:
-            counts = dict(await client.pubsub_numsub(settings.redis_channel))
-        finally:
-            await client.aclose()
-        assert counts[settings.redis_channel.encode()] >= 1
-        received = cache.stats.messages_received
-        await publish(settings, "Project")
+        assert cache.has_snapshot
+        assert cache.state.position
+        received = cache.metric_values.counters["vocabsync_messages_received_total"]
+        await append_terms(settings, cache, "projects", f"Listened {shift}")
         await wait_until_async(
-            lambda: cache.stats.messages_received > received, message="message received"
+            lambda: f"Listened {shift}" in cache.get_vocabulary()["projects"],
+            message="log entry applied",
         )
+        assert cache.metric_values.counters["vocabsync_messages_received_total"] > received
     finally:
         await cache.stop()
     assert not cache.listener_running
@@ -158,24 +164,24 @@ async def test_listener_crash_keeps_serving(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Feature: real-time-vocabulary-sync, Property 10: Listener crash fallback behavior."""
-    original = cache._on_message
+    original = cache.state.apply
     crashed = []
 
-    def explode(*args: object) -> None:
+    def explode(entry: LogEntry) -> bool:
         if not crashed:
             crashed.append(True)
             raise RuntimeError("boom")
-        original(*args)  # type: ignore[arg-type]
+        return original(entry)
 
-    monkeypatch.setattr(cache, "_on_message", explode)
+    monkeypatch.setattr(cache.state, "apply", explode)
     with caplog.at_level(logging.ERROR):
-        await publish(settings, "Project")
-        await wait_until_async(lambda: "listener crashed" in caplog.text, message="logged")
+        execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('Before crash')""")
+        await wait_until_async(lambda: "listener" in caplog.text, message="crash logged")
     execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('After crash')""")
 
     async def served() -> bool:
         snapshot, _ = await cache.read_snapshot()
-        return "After crash" in snapshot.get("projects")
+        return "After crash" in snapshot.get("projects") and "Before crash" in snapshot["projects"]
 
     await wait_until_async(served, message="still serving the database's data after a crash")
     await wait_until_async(lambda: cache.listener_running, message="listener restarted")
@@ -183,70 +189,87 @@ async def test_listener_crash_keeps_serving(
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"\x00\xff\xfe", b"", b"x" * 100_000, "🙂 emoji".encode(), b"Project\n\n\x07"],
+    [
+        {"kind": b"\x00\xff\xfe"},
+        {"x": b""},
+        {"kind": b"delta", "prev": b"0-1", "delta": b"x" * 100_000},
+        {"kind": b"delta", "delta": b'{"nope": {"+": [1]}}'},
+        {"kind": "🙂 emoji".encode(), "version": b"Project\n\n\x07"},
+    ],
 )
-async def test_malformed_messages_are_counted_and_survived(
+async def test_malformed_log_entries_are_counted_and_survived(
     settings: Settings,
     db_url: str,
     bridge: VocabularySyncBridge,
     cache: RedisVocabularyCache,
-    garbage: bytes,
+    garbage: dict[str, bytes],
 ) -> None:
-    before = cache.stats.malformed_messages
-    await publish(settings, garbage)
-    if garbage and garbage != "🙂 emoji".encode():
-        await wait_until_async(
-            lambda: cache.stats.malformed_messages > before, message="malformed counted"
-        )
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    try:
+        await client.xadd(VocabularyLog(client, settings).log_key, garbage)  # type: ignore[arg-type]
+    finally:
+        await client.aclose()
+    await wait_until_async(
+        lambda: (
+            cache.metric_values.links.bad_input["malformed_message"] >= 1
+            or (cache._follower is not None and cache._follower.gaps >= 1)
+        ),
+        message="bad entry noticed",
+    )
     execute(db_url, """INSERT INTO "CashFlow"(file_name) VALUES ('next.xlsx')""")
     await wait_until_async(
         lambda: "next.xlsx" in cache.get_vocabulary()["cashflow_files"], message="converged"
     )
+    assert cache.get_vocabulary() == expected_vocabulary(db_url)
     assert cache.listener_running
 
 
-@pytest.mark.parametrize(
-    "value",
-    [b"not json", b"[]", b'{"projects": "x"}', b'{"meta": {}}', b"\xff\x00"],
-)
-async def test_corrupted_key_is_repaired_from_the_database(
-    settings: Settings, db_url: str, cache: RedisVocabularyCache, value: bytes
+@pytest.mark.parametrize("corruption", ["terms of the wrong type", "foreign head"])
+async def test_corrupted_state_is_repaired_from_the_database(
+    settings: Settings, db_url: str, cache: RedisVocabularyCache, corruption: str
 ) -> None:
     execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('Repaired')""")
     client = aioredis.Redis.from_url(settings.redis_connection_url)
+    log = VocabularyLog(client, settings)
     try:
-        await client.set(settings.redis_key, value)
-        await client.publish(settings.redis_channel, "Project")
-        await wait_until_async(
-            lambda: "Repaired" in cache.get_vocabulary()["projects"], message="reloaded"
-        )
+        if corruption == "terms of the wrong type":
+            await client.delete(log.term_keys[0])
+            await client.set(log.term_keys[0], b"not a set")
+        else:
+            await client.hset(log.head_key, mapping={"pos": "garbage", "version": "x"})
+        cache.state.position = "0-1"  # as if this instance had missed entries: it must re-read
+        await cache.refresh_cache("resync")
+        assert "Repaired" in cache.get_vocabulary()["projects"]
         assert cache.stats.corrupted_values >= 1
-        stored = Snapshot.from_json(await client.get(settings.redis_key))
-        assert stored.as_lists() == expected_vocabulary(db_url)
+        found = await log.read_full()
+        assert found is not None
+        assert found[1].as_lists() == expected_vocabulary(db_url)
     finally:
         await client.aclose()
 
 
-async def test_an_older_snapshot_never_replaces_a_newer_one(settings: Settings) -> None:
+async def test_an_older_read_never_replaces_a_newer_one(settings: Settings) -> None:
     client = aioredis.Redis.from_url(settings.redis_connection_url)
-    store = SnapshotStore(client, settings)
-    lists = {name: [f"{name}-old"] for name in FIELDS}
-    old = Snapshot.from_lists(lists, version=1000)
+    log = VocabularyLog(client, settings)
+    old = Snapshot.from_lists({name: [f"{name}-old"] for name in FIELDS}, version=1000)
     new = Snapshot.from_lists({name: [f"{name}-new"] for name in FIELDS}, version=2000)
     try:
-        await store.write(new)
-        stored, changed = await store.write(old)  # a slow writer finishing late
-        assert not changed
-        assert stored.as_lists() == new.as_lists()
-        found = await SnapshotStore(client, settings).read()
-        assert found.snapshot is not None
-        assert found.snapshot.as_lists() == new.as_lists()
+        writer = LogWriter(log)
+        await writer.write_full(new)
+        late = LogWriter(log)  # a slow writer whose read finished late
+        with pytest.raises(StaleReadError):
+            await late.write_full(old)
+        stale = await log.append(writer.position, new.delta_to(old), old.version, "")
+        assert stale.outcome == "stale"
+        found = await log.read_full()
+        assert found is not None
+        assert found[1].as_lists() == new.as_lists()
     finally:
         await client.aclose()
-    cache = RedisVocabularyCache(settings)
-    assert cache._adopt(new, "redis")
-    assert not cache._adopt(old, "redis")
-    assert cache.get_vocabulary() == new.as_lists()
+    state = VocabularyState()
+    assert state.adopt(new, "", "database")
+    assert not state.adopt(old, "", "database")
+    assert state.snapshot == new.as_lists()
 
 
 async def test_concurrent_refresh_requests_share_runs(

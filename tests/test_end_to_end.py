@@ -29,7 +29,7 @@ from tests.waiting import wait_until
 from vocabsync.local.demo import DemoStack
 from vocabsync.local.processes import ManagedProcess, http_json, python_module_argv
 from vocabsync.local.servers import LocalRedis
-from vocabsync.vocabulary import Snapshot
+from vocabsync.vocabulary import Snapshot, SnapshotFormatError
 
 pytestmark = pytest.mark.slow
 
@@ -314,13 +314,19 @@ def test_garbage_everywhere_kills_nothing(
     converge(stack, db_url)
     assert_all_alive(stack)
 
-    client = redis.Redis.from_url(redis_server.url)
-    try:
-        raw = client.get("vocabulary")
-    finally:
-        client.close()
-    assert raw is not None
-    assert Snapshot.from_json(raw).as_lists() == expected_vocabulary(db_url), "key not repaired"
+    def seed_key_repaired() -> bool:
+        # The seed's key is rewritten at most every VOCABSYNC_SNAPSHOT_INTERVAL (0.2 s here).
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            raw = client.get("vocabulary")
+        finally:
+            client.close()
+        try:
+            return Snapshot.from_json(raw or b"").as_lists() == expected_vocabulary(db_url)
+        except SnapshotFormatError:
+            return False
+
+    wait_until(seed_key_repaired, message="the seed's key rewritten")
     execute(db_url, """DELETE FROM "Project" WHERE project_name = 'After garbage'""")
     converge(stack, db_url)
     assert_all_alive(stack)

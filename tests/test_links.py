@@ -75,7 +75,7 @@ async def test_redis_reconnection_after_failure(
         execute(
             db_url, 'INSERT INTO "Project"(project_name) VALUES (%s)', (value.replace("\0", ""),)
         )
-    cache._fallback_loaded_at = None  # the next read must go through, whatever the memo says
+    cache._fallback.loaded_at = None  # the next read must go through, whatever the memo says
     snapshot, source = await cache.read_snapshot()
     assert source == "database"
     assert snapshot.as_lists() == expected_vocabulary(db_url)

@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from tests.fixtures_app import derive, execute, expected_vocabulary, replace_vocabulary
 from vocabsync.config import Settings
 from vocabsync.errors import ConfigurationError, DatabaseUnavailableError
+from vocabsync.services.redis_client import redis_client
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
-from vocabsync.services.snapshot_store import SnapshotStore, redis_client
 from vocabsync.services.vocabulary_loader import VocabularyLoader
+from vocabsync.services.vocabulary_log import VocabularyLog
 from vocabsync.vocabulary import FIELDS
 
 text_values = st.one_of(
@@ -49,9 +50,13 @@ async def test_partial_load_of_the_fields_one_table_feeds(settings: Settings) ->
         assert loader.fields_for_table("Project") == ("projects", "project_locations")
         assert loader.fields_for_table("CashFlowColumn") == ("cashflow_categories",)
         assert loader.fields_for_table("Unknown") == ()
+        execute(
+            settings.postgres_conninfo, """INSERT INTO "Expenses"(file_name) VALUES ('e.pdf')"""
+        )
+        execute(settings.postgres_conninfo, """INSERT INTO "Project"(project_name) VALUES ('P')""")
         partial = await loader.load(loader.fields_for_table("Expenses"))
-    assert set(partial.versions) == {"expense_files"}
-    assert not partial.is_complete
+    assert partial.get("expense_files") == ("e.pdf",)
+    assert partial.get("projects") == (), "only the fields asked for are read"
 
 
 async def test_versions_grow_with_every_commit(settings: Settings, db_url: str) -> None:
@@ -130,13 +135,14 @@ async def test_cache_refresh_updates_all_vocabulary_data(
     try:
         with caplog.at_level(logging.INFO):
             await cache.refresh_cache("manual")
-        found = await SnapshotStore(client, settings).read()
+        found = await VocabularyLog(client, settings).read_full()
     finally:
         await cache.stop()
         await client.aclose()
-    assert found.snapshot is not None
-    assert set(found.snapshot.as_lists()) == set(FIELDS)
-    assert found.snapshot.as_lists() == expected_vocabulary(db_url)
-    counts = found.snapshot.counts()
+    assert found is not None
+    stored = found[1]
+    assert set(stored.as_lists()) == set(FIELDS)
+    assert stored.as_lists() == expected_vocabulary(db_url)
+    counts = stored.counts()
     assert f"projects={counts['projects']}" in caplog.text
     assert f"cashflow_categories={counts['cashflow_categories']}" in caplog.text

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     vocabulary_ttl_seconds: int = Field(
         default=3600, gt=0, validation_alias=_env("VOCABSYNC_VOCABULARY_TTL_SECONDS")
     )
+    snapshot_interval: float = Field(
+        default=5.0, ge=0, validation_alias=_env("VOCABSYNC_SNAPSHOT_INTERVAL")
+    )
+    log_length: int = Field(default=10_000, ge=10, validation_alias=_env("VOCABSYNC_LOG_LENGTH"))
     network_timeout: float = Field(
         default=5.0, gt=0, validation_alias=_env("VOCABSYNC_NETWORK_TIMEOUT")
     )

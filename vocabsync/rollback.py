@@ -19,7 +19,8 @@ from vocabsync.db.connection import connect
 from vocabsync.db.migrate import MigrationReport, migrate
 from vocabsync.db.triggers import render_rollback_sql
 from vocabsync.errors import RedisUnavailableError
-from vocabsync.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
+from vocabsync.services.redis_client import describe_redis_error, redis_client
+from vocabsync.services.snapshot_store import SnapshotStore
 from vocabsync.services.sync_control import clear_disabled, set_disabled
 
 logger = logging.getLogger(__name__)

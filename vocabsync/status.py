@@ -20,9 +20,10 @@ from vocabsync.config import Settings
 from vocabsync.db.migrate import check as check_triggers
 from vocabsync.errors import VocabSyncError
 from vocabsync.services.heartbeat import read_heartbeats, stale_after
-from vocabsync.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
+from vocabsync.services.redis_client import describe_redis_error, redis_client
 from vocabsync.services.vocabulary_loader import VocabularyLoader
-from vocabsync.vocabulary import FIELDS, Snapshot
+from vocabsync.services.vocabulary_log import VocabularyLog
+from vocabsync.vocabulary import FIELDS, Snapshot, SnapshotFormatError
 
 Level = Literal["ok", "warn", "fail"]
 SETTLE_SECONDS = 3.0
@@ -130,32 +131,35 @@ async def _bridge_check(settings: Settings, client: Any) -> Check:
 
 
 async def _snapshot_check(settings: Settings, client: Any) -> tuple[Check, Snapshot | None]:
-    store = SnapshotStore(client, settings)
+    log = VocabularyLog(client, settings)
     deadline = time.monotonic() + SETTLE_SECONDS
     async with VocabularyLoader(settings, purpose="status") as loader:
         while True:
-            found = await store.read()
+            try:
+                found = await log.read_full()
+                problem = None if found is not None else "missing"
+            except SnapshotFormatError as exc:
+                found, problem = None, f"corrupted: {exc}"
+            stored = found[1] if found is not None else None
             try:
                 current = await loader.load()
             except VocabSyncError as exc:
-                return Check("snapshot", "fail", settings.redact(str(exc))), found.snapshot
-            if found.snapshot is None:
-                summary = f"Redis key {store.key!r} is {found.problem}"
+                return Check("snapshot", "fail", settings.redact(str(exc))), stored
+            if stored is None:
+                summary = f"the vocabulary state in Redis ({log.head_key}) is {problem}"
                 level: Level = "fail"
                 differing: list[str] = list(FIELDS)
             else:
-                differing = [
-                    name for name in FIELDS if found.snapshot.get(name) != current.get(name)
-                ]
+                differing = [name for name in FIELDS if stored.get(name) != current.get(name)]
                 level = "fail" if differing else "ok"
                 summary = (
-                    f"version {found.snapshot.version} equals the database"
+                    f"version {stored.version} equals the database"
                     if not differing
-                    else f"version {found.snapshot.version} differs from the database in "
+                    else f"version {stored.version} differs from the database in "
                     f"{', '.join(differing)}"
                 )
             if level == "ok" or time.monotonic() >= deadline:
-                return Check("snapshot", level, summary, {"differing": differing}), found.snapshot
+                return Check("snapshot", level, summary, {"differing": differing}), stored
             await asyncio.sleep(0.25)
 
 

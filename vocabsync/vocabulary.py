@@ -1,8 +1,14 @@
-"""The vocabulary: six sorted lists of terms, and the versioned snapshot that carries them.
+"""The vocabulary: six sets of terms, one immutable :class:`Snapshot` per version, and deltas.
 
-A snapshot records, for every field, the database state it was read from (its *version*), so that
-two snapshots can be merged field by field and a field is never replaced by an older read
-(ARCHITECTURE invariant 4), whichever process loaded it and in whatever order loads finish.
+A snapshot is never mutated. Applying a :class:`Delta` makes a new snapshot that shares every
+unchanged field with the old one, and changed fields are persistent maps (``immutables.Map``, a
+hash array mapped trie), so a change of a few terms costs a few trie nodes whatever the size of
+the vocabulary (ARCHITECTURE invariant 8). Readers hold a snapshot as long as they like:
+``get_vocabulary()`` hands out the current object itself, no copy.
+
+Every snapshot records where it was read: the database's *identity* (which database history) and
+its *version* inside that history (from ``pg_current_snapshot()``), so states of one history are
+ordered and a state of another history is recognised and replaced, never merged (invariant 4).
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
+
+import immutables
 
 FieldName = Literal[
     "projects",
@@ -30,7 +38,8 @@ FIELDS: Final[tuple[str, ...]] = get_args(FieldName)
 META_KEY: Final = "meta"
 """Top-level key of the snapshot's metadata in the Redis JSON value, beside the six lists."""
 
-MAX_COUNTED_IN_PROGRESS: Final = 999
+IN_PROGRESS_BITS: Final = 20
+"""PostgreSQL caps backends (and so prepared plus running transactions) far below 2**20."""
 
 
 class SnapshotFormatError(ValueError):
@@ -41,101 +50,279 @@ def version_from_snapshot(xmax: int, in_progress: int) -> int:
     """Turn a PostgreSQL snapshot (its xmax and number of in-progress transactions) into a version.
 
     A snapshot taken later has an xmax at least as large, and with an equal xmax it has no more
-    transactions in progress (they can only finish). So ``(xmax, -in_progress)`` orders database
-    states in time, and equal keys mean the same visible state. Packed into one integer that stays
-    exact in JSON, Lua and Prometheus (below 2**53 for 9 * 10**12 transactions).
+    transactions in progress (they can only finish, and no new transaction id is handed out
+    below xmax). So ``(xmax, -in_progress)`` orders database states in time and equal keys mean
+    the same visible state. Packed exactly into one integer: the count takes the low 20 bits,
+    which no PostgreSQL can exceed (its backend limit is 2**18), so two states never share one.
     """
-    return xmax * 1000 + (MAX_COUNTED_IN_PROGRESS - min(in_progress, MAX_COUNTED_IN_PROGRESS))
+    limit = (1 << IN_PROGRESS_BITS) - 1
+    if not 0 <= in_progress <= limit:
+        raise ValueError(f"in-progress transaction count {in_progress} out of range")
+    return (xmax << IN_PROGRESS_BITS) | (limit - in_progress)
+
+
+def xmax_of(version: int) -> int:
+    """The transaction horizon a version was read at (for display and metrics)."""
+    return version >> IN_PROGRESS_BITS
+
+
+class TermSet(AbstractSet[str]):
+    """One field's terms: an immutable set with O(log n) copies-with-changes.
+
+    Iteration is in sorted (code point) order, like the loader's ``COLLATE "C"``; the sorted
+    tuple is computed once, on first use, and kept with this object.
+    """
+
+    __slots__ = ("_map", "_sorted")
+
+    def __init__(self, terms: immutables.Map[str, None] | Iterable[str] = ()) -> None:
+        if isinstance(terms, immutables.Map):
+            self._map: immutables.Map[str, None] = terms
+        else:
+            self._map = immutables.Map(dict.fromkeys(terms))
+        self._sorted: tuple[str, ...] | None = None
+
+    def __contains__(self, term: object) -> bool:
+        return term in self._map
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.sorted())
+
+    def __repr__(self) -> str:
+        return f"TermSet({len(self)} terms)"
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a set with the same terms, or to the sorted sequence of its terms."""
+        if isinstance(other, tuple | list):
+            return self.sorted() == tuple(other)
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def sorted(self) -> tuple[str, ...]:
+        if self._sorted is None:
+            self._sorted = tuple(sorted(self._map))
+        return self._sorted
+
+    def changed(self, added: Iterable[str], removed: Iterable[str]) -> TermSet:
+        """A new set with ``added`` and without ``removed``; costs what the change costs."""
+        draft = self._map.mutate()
+        for term in removed:
+            draft.pop(term, None)
+        for term in added:
+            draft[term] = None
+        return TermSet(draft.finish())
+
+
+EMPTY_TERMS: Final = TermSet()
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
-    """An immutable vocabulary snapshot: the six term lists with the version each was read at."""
+class FieldDelta:
+    """What one field gained and lost between two versions (disjoint, each term at most once)."""
 
-    terms: Mapping[str, tuple[str, ...]]
-    versions: Mapping[str, int]
-    refreshed_at: float = field(default_factory=time.time)
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
 
-    @classmethod
-    def empty(cls) -> Snapshot:
-        """A snapshot that holds nothing and loses every merge (version 0 for each field)."""
-        return cls(
-            terms={name: () for name in FIELDS},
-            versions={name: 0 for name in FIELDS},
-            refreshed_at=0.0,
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """The exact difference between two snapshots, field by field (only changed fields)."""
+
+    fields: Mapping[str, FieldDelta] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return any(self.fields.values())
+
+    @property
+    def size(self) -> int:
+        """Number of terms added or removed, over all fields."""
+        return sum(len(d.added) + len(d.removed) for d in self.fields.values())
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {name: {"+": list(d.added), "-": list(d.removed)} for name, d in self.fields.items()},
+            ensure_ascii=False,
+            separators=(",", ":"),
         )
 
     @classmethod
+    def from_json(cls, raw: bytes | str) -> Delta:
+        """Parse a log entry's delta, refusing anything that is not exactly one."""
+        try:
+            document = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SnapshotFormatError(f"delta is not JSON: {exc}") from exc
+        if not isinstance(document, dict):
+            raise SnapshotFormatError("delta is not a JSON object")
+        fields: dict[str, FieldDelta] = {}
+        for name, change in document.items():
+            if name not in FIELDS or not isinstance(change, dict):
+                raise SnapshotFormatError(f"delta names an unknown field {name!r}")
+            added, removed = change.get("+", []), change.get("-", [])
+            if not _is_term_list(added) or not _is_term_list(removed):
+                raise SnapshotFormatError(f"delta of {name!r} is not two lists of strings")
+            fields[name] = FieldDelta(tuple(added), tuple(removed))
+        return cls(fields)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Snapshot(Mapping[str, TermSet]):
+    """An immutable vocabulary: the six term sets, read at one version of one database.
+
+    A read-only mapping from field name to its :class:`TermSet`, so ``snapshot["projects"]``,
+    ``"X" in snapshot["projects"]`` and comparing with the design document's dict of lists work
+    without copying anything.
+    """
+
+    terms: Mapping[str, TermSet]
+    version: int = 0
+    identity: str = ""
+    refreshed_at: float = field(default_factory=time.time)
+    _encoded: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Per-object memo of encodings (the JSON body is computed once per version)."""
+
+    @classmethod
+    def empty(cls) -> Snapshot:
+        """A snapshot that holds nothing and has no version (nothing loaded yet)."""
+        return cls(terms={name: EMPTY_TERMS for name in FIELDS}, refreshed_at=0.0)
+
+    @classmethod
     def from_lists(
-        cls, lists: Mapping[str, Iterable[str]], version: int, refreshed_at: float | None = None
+        cls,
+        lists: Mapping[str, Iterable[str]],
+        version: int,
+        refreshed_at: float | None = None,
+        identity: str = "",
     ) -> Snapshot:
-        """A snapshot whose given fields were all read at ``version`` (partial loads allowed)."""
+        """A snapshot of ``lists`` (fields not given are empty), read at ``version``."""
         unknown = set(lists) - set(FIELDS)
         if unknown:
             raise ValueError(f"unknown vocabulary fields: {sorted(unknown)}")
         return cls(
-            terms={name: tuple(values) for name, values in lists.items()},
-            versions={name: version for name in lists},
+            terms={name: TermSet(lists.get(name, ())) for name in FIELDS},
+            version=version,
+            identity=identity,
             refreshed_at=time.time() if refreshed_at is None else refreshed_at,
         )
 
     @property
-    def version(self) -> int:
-        """The newest database state any field reflects (0 when nothing was loaded)."""
-        return max(self.versions.values(), default=0)
+    def is_complete(self) -> bool:
+        """True once a real state was loaded (version 0 is "nothing yet")."""
+        return self.version > 0
 
     @property
-    def is_complete(self) -> bool:
-        """True when every field has been loaded at least once."""
-        return all(self.versions.get(name, 0) > 0 for name in FIELDS)
+    def versions(self) -> dict[str, int]:
+        """Per-field versions (all fields of a snapshot are read at the same version)."""
+        return dict.fromkeys(FIELDS, self.version)
 
-    def get(self, name: str) -> tuple[str, ...]:
-        return self.terms.get(name, ())
+    def get(self, name: str, default: Any = EMPTY_TERMS) -> TermSet:
+        return self.terms.get(name, default)
+
+    def __getitem__(self, name: str) -> TermSet:
+        if name not in FIELDS:
+            raise KeyError(name)
+        return self.terms.get(name, EMPTY_TERMS)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(FIELDS)
+
+    def __len__(self) -> int:
+        return len(FIELDS)
+
+    __hash__ = object.__hash__
 
     def counts(self) -> dict[str, int]:
         return {name: len(self.get(name)) for name in FIELDS}
 
+    @property
+    def size(self) -> int:
+        return sum(len(terms) for terms in self.terms.values())
+
     def as_lists(self) -> dict[str, list[str]]:
-        """The design document's data model: the six lists, always all six keys."""
-        return {name: list(self.get(name)) for name in FIELDS}
+        """The design document's data model: six sorted lists (a copy: O(size), for callers
+        that need lists; hot paths use the snapshot itself or :meth:`to_json`)."""
+        return {name: list(self.get(name).sorted()) for name in FIELDS}
 
-    def merge(self, newer: Snapshot) -> Snapshot:
-        """Field by field, keep whichever side was read from the newer database state.
+    def same_terms(self, other: Snapshot) -> bool:
+        return all(self.get(name) == other.get(name) for name in FIELDS)
 
-        Returns ``self`` unchanged (the same object) when ``newer`` brings nothing newer, so
-        callers can tell "adopted" from "ignored" by identity.
-        """
+    # --- deltas ------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        delta: Delta,
+        version: int,
+        refreshed_at: float | None = None,
+        identity: str | None = None,
+    ) -> Snapshot:
+        """The snapshot after ``delta``; unchanged fields are shared, not copied."""
         terms = dict(self.terms)
-        versions = dict(self.versions)
-        changed = False
-        for name, version in newer.versions.items():
-            if version > versions.get(name, 0):
-                terms[name] = newer.terms[name]
-                versions[name] = version
-                changed = True
-        if not changed:
-            return self
+        for name, change in delta.fields.items():
+            if change:
+                terms[name] = self.get(name).changed(change.added, change.removed)
         return Snapshot(
-            terms=terms, versions=versions, refreshed_at=max(self.refreshed_at, newer.refreshed_at)
+            terms=terms,
+            version=version,
+            identity=self.identity if identity is None else identity,
+            refreshed_at=time.time() if refreshed_at is None else refreshed_at,
         )
 
-    def is_newer_than(self, other: Snapshot) -> bool:
-        """True when some field of this snapshot was read from a newer state than ``other``'s."""
-        return any(v > other.versions.get(name, 0) for name, v in self.versions.items())
+    def delta_to(self, other: Snapshot) -> Delta:
+        """The delta that turns this snapshot's terms into ``other``'s (O(size): for resyncs)."""
+        fields: dict[str, FieldDelta] = {}
+        for name in FIELDS:
+            mine, theirs = self.get(name), other.get(name)
+            if mine is theirs:
+                continue
+            added = tuple(sorted(t for t in theirs._map if t not in mine))
+            removed = tuple(sorted(t for t in mine._map if t not in theirs))
+            if added or removed:
+                fields[name] = FieldDelta(added, removed)
+        return Delta(fields)
 
-    # --- JSON codec: the Redis value ---------------------------------------------------------
+    def settle(self, name: str, present: Iterable[str], absent: Iterable[str]) -> FieldDelta:
+        """The change to ``name`` that makes ``present`` terms present and ``absent`` absent."""
+        terms = self.get(name)
+        return FieldDelta(
+            tuple(sorted({t for t in present if t not in terms})),
+            tuple(sorted({t for t in absent if t in terms})),
+        )
+
+    # --- JSON codec: the seed's ``vocabulary`` key and GET /api/vocabulary ------------------
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "identity": self.identity,
+            "field_versions": self.versions,
+            "refreshed_at": self.refreshed_at,
+        }
 
     def to_json(self) -> bytes:
-        """Serialise for the Redis key: meta first (cheap to peek at), then the six lists."""
-        document: dict[str, Any] = {
-            META_KEY: {
-                "version": self.version,
-                "field_versions": {name: self.versions.get(name, 0) for name in FIELDS},
-                "refreshed_at": self.refreshed_at,
-            }
-        }
-        document.update(self.as_lists())
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        """Meta first (cheap to peek at), then the six sorted lists; encoded once per object."""
+        encoded = self._encoded.get("json")
+        if encoded is None:
+            document: dict[str, Any] = {META_KEY: self.meta()}
+            document.update({name: self.get(name).sorted() for name in FIELDS})
+            encoded = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+            self._encoded["json"] = encoded
+        assert isinstance(encoded, bytes)
+        return encoded
+
+    def memo(self, key: str) -> Any:
+        """A value memoised on this snapshot (one per version), or None."""
+        return self._encoded.get(key)
+
+    def remember(self, key: str, value: Any) -> Any:
+        self._encoded[key] = value
+        return value
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Snapshot:
@@ -149,25 +336,27 @@ class Snapshot:
         meta = document.get(META_KEY)
         if not isinstance(meta, dict):
             raise SnapshotFormatError(f"no {META_KEY!r} object")
-        field_versions = meta.get("field_versions")
+        version = meta.get("version")
         refreshed_at = meta.get("refreshed_at")
-        if not isinstance(field_versions, dict):
-            raise SnapshotFormatError("meta.field_versions is not an object")
+        identity = meta.get("identity", "")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise SnapshotFormatError("meta.version is not a version")
         if not _is_finite_number(refreshed_at):
             raise SnapshotFormatError("meta.refreshed_at is not a number")
-        terms: dict[str, tuple[str, ...]] = {}
-        versions: dict[str, int] = {}
+        if not isinstance(identity, str):
+            raise SnapshotFormatError("meta.identity is not a string")
+        lists: dict[str, list[str]] = {}
         for name in FIELDS:
             values = document.get(name)
-            version = field_versions.get(name)
-            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            if not isinstance(values, list) or not _is_term_list(values):
                 raise SnapshotFormatError(f"{name!r} is not a list of strings")
-            if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-                raise SnapshotFormatError(f"meta.field_versions.{name} is not a version")
-            terms[name] = tuple(values)
-            versions[name] = version
+            lists[name] = values
         assert isinstance(refreshed_at, int | float)
-        return cls(terms=terms, versions=versions, refreshed_at=float(refreshed_at))
+        return cls.from_lists(lists, version, float(refreshed_at), identity)
+
+
+def _is_term_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def _is_finite_number(value: object) -> bool:

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 from psycopg.abc import Query
@@ -48,7 +50,7 @@ def describe_pg_error(settings: Settings, exc: BaseException) -> str:
 
 
 async def execute_with_deadline(
-    conn: AsyncConn, query: Query, deadline_s: float
+    conn: AsyncConn, query: Query, deadline_s: float, params: Sequence[Any] | None = None
 ) -> psycopg.AsyncCursor[TupleRow]:
     """Run ``query``; if no answer comes within ``deadline_s``, break the connection at once.
 
@@ -57,7 +59,7 @@ async def execute_with_deadline(
     answer is dead to us: shut the socket down, so the pending read ends with a connection error
     right away, and let the caller reconnect and resync.
     """
-    task = asyncio.ensure_future(conn.execute(query))
+    task = asyncio.ensure_future(conn.execute(query, params))  # type: ignore[arg-type]
     try:
         done, _ = await asyncio.wait({task}, timeout=deadline_s)
     except asyncio.CancelledError:

@@ -1,16 +1,19 @@
-"""RedisVocabularyCache: the vocabulary every API instance serves, kept current from Redis.
+"""RedisVocabularyCache: the vocabulary every API instance serves, kept current from the Redis log.
 
-Reads (:meth:`RedisVocabularyCache.get_vocabulary`) return the in-process snapshot and never touch
-the network (invariant 1). A background listener subscribes to ``vocabulary_updated``; each message
-asks for a refresh that adopts the newer snapshot from Redis. Refreshes are single-flight and
-coalesced (invariant 3), merge field by field so nothing older replaces anything newer
-(invariant 4), and every trigger (startup, event, resync after a reconnect, manual) goes through
-the same :meth:`refresh_cache` (invariant 7).
+Reads (:meth:`RedisVocabularyCache.get_vocabulary`) return the in-process snapshot, an immutable
+object per version, and never touch the network (invariant 1). The pieces, each in its module:
 
-When Redis is unreachable the instance cannot hear about changes, so reads go through to
-PostgreSQL (memoised for ``fallback_max_age``, one load at a time) until the listener has
-reconnected and resynced. Garbage on the channel or in the key is logged, counted and repaired by a
-reload; the listener never dies of it (invariant 6).
+- :mod:`~vocabsync.services.vocabulary_state`: the snapshot, its log position, change listeners;
+- :mod:`~vocabsync.services.log_follower`: follows the vocabulary log (``XREAD``), applies each
+  delta on top of exactly its base, reads the full state once on any gap;
+- :mod:`~vocabsync.services.fallback`: when Redis cannot be heard, reads go through to PostgreSQL
+  (memoised, single-flight) until the follower has reconnected and caught up;
+- :mod:`~vocabsync.supervisor`: the reconnect loop with backoff, shared with the bridge.
+
+Every refresh (startup, catch-up after a reconnect, fallback, manual) goes through
+:meth:`refresh_cache` (invariant 7), single-flight and coalesced (invariant 3). A manual refresh
+reads PostgreSQL and writes the difference to the log with the bridge's own writer, so every
+instance applies it. Garbage in Redis is logged, counted and repaired by a full read.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,17 +37,27 @@ from vocabsync.errors import (
     VocabSyncError,
 )
 from vocabsync.metrics import LinkStats, Metrics, MetricValues
+from vocabsync.services.fallback import FallbackPolicy
 from vocabsync.services.heartbeat import process_identity, remove_heartbeat, write_heartbeat
-from vocabsync.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
+from vocabsync.services.log_follower import LogFollower, catch_up
+from vocabsync.services.log_writer import LogWriter, StaleReadError
+from vocabsync.services.redis_client import describe_redis_error, redis_client
+from vocabsync.services.snapshot_store import SnapshotStore
 from vocabsync.services.sync_control import SyncSwitch
 from vocabsync.services.vocabulary_loader import VocabularyLoader
+from vocabsync.services.vocabulary_log import VocabularyLog
+from vocabsync.services.vocabulary_state import (
+    ChangeListener,
+    SnapshotListener,
+    Source,
+    VocabularyState,
+)
 from vocabsync.singleflight import CoalescingRunner
-from vocabsync.vocabulary import Snapshot
+from vocabsync.supervisor import Supervisor
+from vocabsync.vocabulary import Snapshot, SnapshotFormatError
 
 logger = logging.getLogger(__name__)
 
-Source = Literal["memory", "redis", "database", "none"]
-SnapshotListener = Callable[[Snapshot, Snapshot], None]
 Trigger = Literal["startup", "event", "resync", "manual", "fallback"]
 
 # Refresh levels: a coalesced follow-up runs at the highest level anyone asked for.
@@ -81,30 +93,31 @@ class CacheStats:
 
 
 class RedisVocabularyCache:
-    """The per-instance vocabulary cache with its Redis listener and database fallback."""
+    """The per-instance vocabulary cache with its log follower and database fallback."""
 
     def __init__(
         self, settings: Settings | None = None, loader: VocabularyLoader | None = None
     ) -> None:
         self._settings = settings
         self._loader = loader
-        self._snapshot = Snapshot.empty()
-        self.source: Source = "none"
+        self.state = VocabularyState()
         self.redis_available = False
-        self.listener_running = False
         self.database_ok: bool | None = None
         self.last_error: str | None = None
         self.stats = CacheStats()
         self._client: aioredis.Redis | None = None
-        self._store: SnapshotStore | None = None
+        self._log: VocabularyLog | None = None
         self._runner: CoalescingRunner[Snapshot] | None = None
+        self._follower: LogFollower | None = None
+        self._supervisor: Supervisor | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._fallback_loaded_at: float | None = None
-        self._listeners: list[SnapshotListener] = []
+        self._fallback = FallbackPolicy()
         self._redis_down_reported = False  # warn once per outage, and at startup
         self._switch: SyncSwitch | None = None
+        self._connected_once = False
+        self._first_attempt: asyncio.Event | None = None
         self.metrics = Metrics(self)
+        self.state.on_propagated = self.metrics.propagation_seconds.observe
 
     # --- configuration (lazy, so importing a module-level instance does no I/O) -------------
 
@@ -120,34 +133,44 @@ class RedisVocabularyCache:
             self._loader = VocabularyLoader(self.settings, purpose="api")
         return self._loader
 
-    def _ensure_runtime(self) -> tuple[SnapshotStore, CoalescingRunner[Snapshot]]:
-        if self._store is None:
+    def _ensure_runtime(self) -> tuple[VocabularyLog, CoalescingRunner[Snapshot]]:
+        if self._log is None:
             self._client = redis_client(self.settings)
-            self._store = SnapshotStore(self._client, self.settings)
+            self._log = VocabularyLog(self._client, self.settings)
         if self._runner is None:
             self._runner = CoalescingRunner(self._refresh_work)
-        return self._store, self._runner
+        return self._log, self._runner
 
     # --- reads ------------------------------------------------------------------------------
 
     @property
     def snapshot(self) -> Snapshot:
         """The current in-process snapshot (replaced atomically, never mutated)."""
-        return self._snapshot
+        snapshot: Snapshot = self.state.snapshot
+        return snapshot
+
+    @property
+    def source(self) -> Source:
+        source: Source = self.state.source
+        return source
+
+    @property
+    def listener_running(self) -> bool:
+        return self._follower is not None and self._follower.running
 
     @property
     def has_snapshot(self) -> bool:
-        return self._snapshot.is_complete
+        return self.snapshot.is_complete
 
     @property
     def snapshot_age(self) -> float | None:
         if not self.has_snapshot:
             return None
-        return max(0.0, time.time() - self._snapshot.refreshed_at)
+        return max(0.0, time.time() - self.snapshot.refreshed_at)
 
     @property
     def in_fallback(self) -> bool:
-        """True when changes cannot reach this instance: the listener is not subscribed, or
+        """True when changes cannot reach this instance: the follower is not connected, or
         real-time sync was switched off by ``vocabsync rollback``."""
         return not self.listener_running or self.sync_disabled
 
@@ -156,52 +179,50 @@ class RedisVocabularyCache:
         """True while `vocabsync rollback` has switched real-time sync off."""
         return self._switch is not None and self._switch.disabled
 
-    def _stale_for_fallback(self) -> bool:
-        if not self.has_snapshot:
-            return True
-        loaded_at = self._fallback_loaded_at
-        return loaded_at is None or time.monotonic() - loaded_at > self.settings.fallback_max_age
+    def _needs_read_through(self) -> bool:
+        return self._fallback.needs_read_through(
+            self.has_snapshot, self.in_fallback, self.settings.fallback_max_age
+        )
 
-    def get_vocabulary(self) -> dict[str, list[str]]:
-        """The six lists, from memory; never waits on the network (the design document's API).
+    def get_vocabulary(self) -> Snapshot:
+        """The vocabulary, from memory; never waits on the network (the design document's API).
 
-        In fallback mode a stale snapshot schedules a background reload for the next reader.
+        Returns the current immutable snapshot itself (a mapping-like object: ``.get(field)``
+        is a sorted, immutable set of terms; ``.as_lists()`` copies into the design document's
+        six lists). In fallback mode a stale snapshot schedules a background reload.
         """
         self.stats.reads["memory"] += 1
-        if self.in_fallback and self._stale_for_fallback() and self._runner is not None:
+        if self.in_fallback and self._needs_read_through() and self._runner is not None:
             with contextlib.suppress(RuntimeError):  # no running loop: nothing to schedule on
                 self._runner.submit(LEVEL_DATABASE, "fallback").add_done_callback(_consume)
-        return self._snapshot.as_lists()
+        return self.snapshot
 
     async def read_snapshot(self) -> tuple[Snapshot, Source]:
         """The snapshot to answer a request with, and where it came from.
 
-        From memory while the listener keeps it current. Without a snapshot, or while Redis is
+        From memory while the follower keeps it current. Without a snapshot, or while Redis is
         unreachable, it reads through (Redis, then PostgreSQL), memoised for ``fallback_max_age``
         and single-flight, so a traffic spike is not a query spike.
         """
-        needs_read_through = not self.has_snapshot or (
-            self.in_fallback and self._stale_for_fallback()
-        )
-        if needs_read_through:
+        if self._needs_read_through():
             fallback = self.in_fallback
             with contextlib.suppress(VocabSyncError):
                 await self.refresh_cache("fallback" if fallback else "startup")
                 source: Source = "database" if fallback else self.source
                 if source in self.stats.reads:
                     self.stats.reads[source] += 1
-                return self._snapshot, source
+                return self.snapshot, source
         self.stats.reads["memory"] += 1
-        return self._snapshot, "memory"
+        return self.snapshot, "memory"
 
     # --- refresh: the one mechanism -----------------------------------------------------------
 
     async def refresh_cache(self, trigger: Trigger = "manual") -> Snapshot:
-        """Refresh from the shared snapshot or the database, depending on the trigger.
+        """Refresh from the log or the database, depending on the trigger.
 
-        ``manual`` reloads from PostgreSQL, stores the result in Redis and announces it so every
-        instance adopts it; it raises :class:`RefreshError` when that is not possible. The
-        others never raise for a Redis problem: they fall back to the database.
+        ``manual`` reads PostgreSQL and writes the difference to the log, so every instance
+        applies it; it raises :class:`RefreshError` when that is not possible. The others never
+        raise for a Redis problem: they fall back to the database.
         """
         _, runner = self._ensure_runtime()
         return await runner.request(_TRIGGER_LEVEL[trigger], trigger)
@@ -211,10 +232,12 @@ class RedisVocabularyCache:
         started = time.perf_counter()
         finished = self.metrics.time_refresh(trigger)
         try:
-            if level >= LEVEL_DATABASE:
-                await self._refresh_from_database(publish=level >= LEVEL_MANUAL)
+            if level >= LEVEL_MANUAL:
+                await self._refresh_manually()
+            elif level >= LEVEL_DATABASE:
+                await self._load_from_database()
             else:
-                await self._refresh_from_redis()
+                await self._catch_up()
         except VocabSyncError as exc:
             finished(False)
             self.stats.refresh_failures += 1
@@ -232,62 +255,46 @@ class RedisVocabularyCache:
             "vocabulary refreshed (%s) from %s: version %d, %s, %.1f ms",
             trigger,
             self.source,
-            self._snapshot.version,
-            ", ".join(f"{k}={v}" for k, v in self._snapshot.counts().items()),
+            self.snapshot.version,
+            ", ".join(f"{k}={v}" for k, v in self.snapshot.counts().items()),
             (time.perf_counter() - started) * 1000,
-            extra={"action": "refreshed", "trigger": trigger, "version": self._snapshot.version},
+            extra={"action": "refreshed", "trigger": trigger, "version": self.snapshot.version},
         )
-        return self._snapshot
+        return self.snapshot
 
     def add_snapshot_listener(self, listener: SnapshotListener) -> None:
-        """Call ``listener(previous, current)`` after every snapshot swap, in the event loop.
+        """Call ``listener(previous, current)`` after every change, in the event loop."""
+        self.state.add_listener(lambda previous, current, _delta: listener(previous, current))
 
-        For derived state (an entity-matching index): it must return quickly and do any heavy
-        work elsewhere, since it runs on the refresh path.
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        """Call ``listener(previous, current, delta)`` after every change, in the event loop.
+
+        ``delta`` holds the terms added and removed per field, or is None when the whole
+        vocabulary was replaced. For derived state: return quickly, do heavy work elsewhere.
         """
-        self._listeners.append(listener)
+        self.state.add_listener(listener)
 
-    def _adopt(self, snapshot: Snapshot, source: Source) -> bool:
-        previous = self._snapshot
-        merged = previous.merge(snapshot)
-        if merged is previous:
-            return False
-        self._snapshot = merged
-        self.source = source
-        if source == "redis" and snapshot.refreshed_at:
-            self.metrics.propagation_seconds.observe(max(0.0, time.time() - snapshot.refreshed_at))
-        for listener in self._listeners:
-            try:
-                listener(previous, merged)
-            except Exception:
-                logger.exception(
-                    "snapshot listener failed", extra={"action": "snapshot_listener_failed"}
-                )
-        return True
-
-    async def _refresh_from_redis(self) -> None:
-        store, _ = self._ensure_runtime()
+    async def _catch_up(self, log: VocabularyLog | None = None) -> None:
+        """Follow the log to its head; seed it from PostgreSQL when Redis holds no state."""
+        log = log or self._ensure_runtime()[0]
         try:
-            found = await store.read()
-        except RedisUnavailableError as exc:
-            self._mark_redis_down(str(exc))
-            await self._refresh_from_database(publish=False)
-            return
-        self.stats.redis_reads += 1
-        if found.snapshot is not None and found.snapshot.is_complete:
-            self._adopt(found.snapshot, "redis")
-            return
-        if found.problem and found.problem != "missing":
+            if await catch_up(log, self.state):
+                self.stats.redis_reads += 1
+                return
+            await self._write_from_database(log, replace=True)
+        except SnapshotFormatError as exc:
             self.stats.corrupted_values += 1
             logger.warning(
-                "the %r key in Redis is unusable (%s); reloading from the database",
-                store.key,
-                found.problem,
+                "the vocabulary state in Redis is unusable (%s); rewriting it from the database",
+                exc,
                 extra={"action": "redis_value_corrupted"},
             )
-        await self._refresh_from_database(publish=False)
+            await self._write_from_database(log, replace=True)
+        except RedisUnavailableError as exc:
+            self._mark_redis_down(str(exc))
+            await self._load_from_database()
 
-    async def _refresh_from_database(self, *, publish: bool) -> None:
+    async def _load(self) -> Snapshot:
         try:
             loaded = await self.loader.load()
         except DatabaseUnavailableError:
@@ -296,22 +303,45 @@ class RedisVocabularyCache:
             raise
         self.database_ok = True
         self.stats.database_loads += 1
-        self._adopt(loaded, "database")
-        self._fallback_loaded_at = time.monotonic()
-        store, _ = self._ensure_runtime()
+        return loaded
+
+    async def _load_from_database(self) -> None:
+        """Fallback: read PostgreSQL and serve that (the log is caught up with later)."""
+        loaded = await self._load()
+        self._fallback.loaded()
+        async with self.state.lock:
+            self.state.adopt(loaded, "", "database")
+
+    async def _write_from_database(self, log: VocabularyLog, *, replace: bool = False) -> None:
+        """Read PostgreSQL, write it to the log with the bridge's writer, and follow it."""
+        loaded = await self._load()
+        self._fallback.loaded()
+        writer = LogWriter(log)
+        if not replace:
+            writer.state, writer.position = self.state.snapshot, self.state.position
+        for _ in range(3):
+            try:
+                await writer.write_full(loaded)
+                break
+            except StaleReadError:
+                loaded = await self._load()
+        if not await catch_up(log, self.state):
+            async with self.state.lock:
+                self.state.adopt(loaded, "", "database")
+
+    async def _refresh_manually(self) -> None:
+        log, _ = self._ensure_runtime()
         try:
-            stored, _ = await store.write(self._snapshot)
-            self._adopt(stored, "redis")
-            if publish:
-                await store.publish(MANUAL_MESSAGE)
+            await self._write_from_database(log)
+            # The seed's key too, so whoever reads ``vocabulary`` sees the refresh at once.
+            await SnapshotStore(log.client, self.settings).write(self.snapshot)
         except RedisUnavailableError as exc:
             self._mark_redis_down(str(exc))
-            if publish:
-                raise RefreshError(
-                    f"reloaded from the database, but could not store the vocabulary in Redis "
-                    f"({exc}); other instances keep their copy. Check that Redis is running "
-                    f"and REDIS_URL is right."
-                ) from None
+            raise RefreshError(
+                f"reloaded from the database, but could not write the vocabulary to Redis "
+                f"({exc}); other instances keep their copy. Check that Redis is running "
+                f"and REDIS_URL is right."
+            ) from None
 
     def _mark_redis_down(self, reason: str) -> None:
         self.stats.connection_errors["redis"] += 1
@@ -325,23 +355,44 @@ class RedisVocabularyCache:
         self.redis_available = False
         self.last_error = self.settings.redact(reason)
 
-    # --- listener -----------------------------------------------------------------------------
+    # --- follower -----------------------------------------------------------------------------
 
     async def start_listener(self) -> None:
-        """Do the startup refresh and start the background listener (idempotent).
+        """Catch up and start following the log in the background (idempotent).
 
         Never raises for unreachable services: the instance starts in fallback mode and the
-        listener keeps reconnecting.
+        follower keeps reconnecting.
         """
         if self._listener is not None and not self._listener.done():
             return
-        self._stopping = False
         self._ensure_runtime()
-        ready = asyncio.Event()
-        self._listener = asyncio.create_task(self._listen(ready), name="vocabsync-listener")
-        # Wait for the first subscription attempt, so startup ends subscribed when Redis is up.
+        first_attempt = self._first_attempt = asyncio.Event()
+
+        async def connected(log: VocabularyLog) -> None:
+            await self._on_connected(log)
+            first_attempt.set()
+
+        self._follower = LogFollower(
+            self.settings,
+            self.state,
+            on_connected=connected,
+            on_idle=self._on_idle,
+            on_applied=self._on_applied,
+        )
+        self._supervisor = Supervisor(
+            "vocabsync-follower",
+            self._follower.session,
+            Backoff(
+                self.settings.reconnect_initial_delay,
+                self.settings.reconnect_max_delay,
+                self.settings.reconnect_jitter,
+            ),
+            on_failure=self._on_follower_failure,
+        )
+        self._listener = asyncio.create_task(self._supervisor.run(), name="vocabsync-listener")
+        # Wait for the first connection attempt, so startup ends caught up when Redis is up.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready.wait(), timeout=self.settings.network_timeout * 2)
+            await asyncio.wait_for(first_attempt.wait(), timeout=self.settings.network_timeout * 2)
         if not self.has_snapshot:
             try:
                 await self.refresh_cache("startup")
@@ -351,142 +402,76 @@ class RedisVocabularyCache:
                     extra={"action": "startup_without_vocabulary"},
                 )
 
-    async def _listen(self, ready: asyncio.Event) -> None:
-        backoff = Backoff(
-            self.settings.reconnect_initial_delay,
-            self.settings.reconnect_max_delay,
-            self.settings.reconnect_jitter,
+    async def _on_connected(self, log: VocabularyLog) -> None:
+        if self._client is not None:
+            # Connections pooled before an outage are dead: drop them before the catch-up.
+            with contextlib.suppress(Exception):
+                await self._client.connection_pool.disconnect()
+        self.redis_available = True
+        self._redis_down_reported = False
+        if self._connected_once:
+            self.stats.reconnects += 1
+        trigger: Trigger = "resync" if self._connected_once else "startup"
+        self._connected_once = True
+        logger.info(
+            "following the vocabulary log on %s",
+            self.settings.redis_display,
+            extra={"action": "subscribed"},
         )
-        first = True
-        while not self._stopping:
-            delay = backoff.next_delay()
-            if delay:
-                await asyncio.sleep(delay)
-            try:
-                await self._listen_session(ready, backoff, first)
-            except (RedisError, OSError, TimeoutError, VocabSyncError) as exc:
-                self.listener_running = False
-                self._mark_redis_down(describe_redis_error(self.settings, exc))
-            except Exception as exc:
-                # The listener must not die (invariant 6): log with traceback and reconnect.
-                self.listener_running = False
-                self.last_error = self.settings.redact(repr(exc))
-                logger.exception(
-                    "listener crashed; restarting", extra={"action": "listener_crashed"}
-                )
-            finally:
-                ready.set()
-            first = False
+        await self._follow_switch(log)
+        # The log is durable: after every (re)connect, catch up with what was missed.
+        with contextlib.suppress(VocabSyncError):
+            await self.refresh_cache(trigger)
+        await self._heartbeat(log.client)  # before /ready turns 200: `status` sees it at once
 
-    async def _listen_session(self, ready: asyncio.Event, backoff: Backoff, first: bool) -> None:
-        client = redis_client(self.settings, for_pubsub=True)
-        pubsub = client.pubsub()
-        try:
-            async with asyncio.timeout(self.settings.network_timeout):
-                await pubsub.subscribe(self.settings.redis_channel)
-                await self._await_subscription(pubsub)
-            self.redis_available = True
-            self.listener_running = True
-            self._redis_down_reported = False
-            if not first:
-                self.stats.reconnects += 1
-            logger.info(
-                "subscribed to %s on %s",
-                self.settings.redis_channel,
-                self.settings.redis_display,
-                extra={"action": "subscribed"},
-            )
-            # Pub/Sub is at-most-once: after every (re)subscribe, catch up with the shared state.
-            with contextlib.suppress(VocabSyncError):
-                await self.refresh_cache("startup" if first else "resync")
-            ready.set()
-            backoff.reset()
-            await self._receive(pubsub)
-        finally:
-            self.listener_running = False
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    pubsub.aclose(),  # type: ignore[no-untyped-call]
-                    timeout=self.settings.network_timeout,
-                )
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.aclose(), timeout=self.settings.network_timeout)
+    def _on_applied(self, entries: int, seconds: float) -> None:
+        """Log entries applied as they arrived: the "event" refresh of earlier releases."""
+        self.metrics.refresh_seconds.labels("event").observe(seconds)
+        self.stats.refreshes["event"] = self.stats.refreshes.get("event", 0) + entries
 
-    async def _await_subscription(self, pubsub: aioredis.client.PubSub) -> None:
-        while True:
-            message = await pubsub.get_message(timeout=self.settings.network_timeout)
-            if message is not None and message.get("type") in (b"subscribe", "subscribe"):
-                return
-
-    async def _receive(self, pubsub: aioredis.client.PubSub) -> None:
-        interval = self.settings.health_check_interval
-        last_heard = time.monotonic()
-        ping_sent = False
-        last_beat = 0.0
-        _, runner = self._ensure_runtime()
-        while not self._stopping:
-            if time.monotonic() - last_beat >= interval:
-                await self._heartbeat()
-                await self._follow_switch(runner)
-                last_beat = time.monotonic()
-            message = await pubsub.get_message(timeout=min(1.0, interval))
-            now = time.monotonic()
-            if message is None:
-                if now - last_heard > interval + self.settings.network_timeout and ping_sent:
-                    raise RedisUnavailableError(
-                        f"no answer from Redis for {now - last_heard:.1f} s (PING unanswered)"
-                    )
-                if now - last_heard > interval and not ping_sent:
-                    await pubsub.ping()
-                    ping_sent = True
-                continue
-            last_heard, ping_sent = now, False
-            self._on_message(message, runner)
-
-    def _on_message(self, message: dict[str, Any], runner: CoalescingRunner[Snapshot]) -> None:
-        kind = message.get("type")
-        if kind in ("pong", b"pong"):
+    def _on_follower_failure(self, exc: BaseException) -> None:
+        if self._first_attempt is not None:
+            self._first_attempt.set()
+        if isinstance(exc, RedisError | OSError | TimeoutError | VocabSyncError):
+            self._mark_redis_down(describe_redis_error(self.settings, exc))
             return
-        if kind not in ("message", b"message"):
-            return
-        self.stats.messages_received += 1
-        data = message.get("data")
-        if not isinstance(data, bytes) or len(data) > 1024 or not _printable(data):
-            self.stats.malformed_messages += 1
-            logger.warning(
-                "ignoring malformed message on %s (%d bytes); refreshing anyway",
-                self.settings.redis_channel,
-                len(data) if isinstance(data, bytes | str) else 0,
-                extra={"action": "malformed_message"},
-            )
-        runner.submit(LEVEL_REDIS, "event").add_done_callback(_consume)
+        # The follower must not die (invariant 6): log with traceback and reconnect.
+        self.last_error = self.settings.redact(repr(exc))
+        logger.error(
+            "listener (log follower) crashed; restarting",
+            exc_info=exc,
+            extra={"action": "listener_crashed"},
+        )
 
-    async def _follow_switch(self, runner: CoalescingRunner[Snapshot]) -> None:
+    async def _on_idle(self, log: VocabularyLog) -> None:
+        await self._heartbeat(log.client)
+        await self._follow_switch(log)
+
+    async def _follow_switch(self, log: VocabularyLog) -> None:
         """Enter or leave database-read mode when ``vocabsync rollback`` flips the switch."""
-        store, _ = self._ensure_runtime()
         if self._switch is None:
             self._switch = SyncSwitch(self.settings, "reads go to PostgreSQL")
         async with asyncio.timeout(self.settings.network_timeout):
-            flipped = await self._switch.poll(store.client)
-        if flipped and not self.sync_disabled:
-            runner.submit(LEVEL_REDIS, "resync").add_done_callback(_consume)
+            flipped = await self._switch.poll(log.client)
+        if flipped and not self.sync_disabled and self._runner is not None:
+            self._runner.submit(LEVEL_REDIS, "resync").add_done_callback(_consume)
 
     @property
     def identity(self) -> str:
         return self.settings.instance_name or process_identity()
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, client: aioredis.Redis) -> None:
         """Tell ``vocabsync status`` this instance is alive and which snapshot it serves."""
-        store, _ = self._ensure_runtime()
-        snapshot = self._snapshot
+        snapshot = self.snapshot
         async with asyncio.timeout(self.settings.network_timeout):
             await write_heartbeat(
-                store.client,
+                client,
                 self.settings,
                 "instance",
                 self.identity,
                 {
                     "version": snapshot.version,
+                    "position": self.state.position,
                     "refreshed_at": snapshot.refreshed_at,
                     "fallback": self.in_fallback,
                     "source": self.source,
@@ -496,11 +481,11 @@ class RedisVocabularyCache:
     # --- shutdown -----------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        """Stop the listener and close every connection; nothing is left running."""
-        self._stopping = True
+        """Stop the follower and close every connection; nothing is left running."""
+        if self._supervisor is not None:
+            self._supervisor.stop()
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
         if self._runner is not None:
@@ -514,9 +499,8 @@ class RedisVocabularyCache:
                 )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._client.aclose(), timeout=self.settings.network_timeout)
-        self._client, self._store = None, None
+        self._client, self._log = None, None
         await self.loader.close_connection()
-        self.listener_running = False
         self.redis_available = False
 
     @property
@@ -533,25 +517,28 @@ class RedisVocabularyCache:
                 "unknown_table": 0,
             },
         )
+        received = self._follower.entries_received if self._follower else 0
+        stats.malformed_messages = self._follower.malformed_entries if self._follower else 0
         return MetricValues(
             component="api",
             running=self._listener is not None and not self._listener.done(),
             links=links,
-            snapshot=self._snapshot,
+            snapshot=self.snapshot,
             counters={
                 "vocabsync_database_loads_total": stats.database_loads,
-                "vocabsync_messages_received_total": stats.messages_received,
+                "vocabsync_messages_received_total": received,
             },
             gauges={"vocabsync_fallback": 1.0 if self.in_fallback else 0.0},
             reads=dict(stats.reads),
         )
 
     def status(self) -> dict[str, Any]:
-        """The state /ready reports: links, listener, snapshot age (no secrets)."""
+        """The state /ready reports: links, follower, snapshot age (no secrets)."""
         age = self.snapshot_age
         return {
             "has_snapshot": self.has_snapshot,
-            "version": self._snapshot.version,
+            "version": self.snapshot.version,
+            "position": self.state.position,
             "snapshot_age_seconds": None if age is None else round(age, 3),
             "source": self.source,
             "redis": "connected" if self.redis_available else "unavailable",
@@ -559,6 +546,8 @@ class RedisVocabularyCache:
             "database": {None: "unknown", True: "ok", False: "unavailable"}[self.database_ok],
             "fallback": self.in_fallback,
             "database_loads": self.stats.database_loads,
+            "deltas_applied": self.state.deltas_applied,
+            "full_loads": self.state.full_loads,
             "last_error": self.last_error,
         }
 
@@ -568,14 +557,6 @@ def _primary_trigger(reasons: frozenset[str]) -> str:
         if trigger in reasons:
             return trigger
     return "event"
-
-
-def _printable(data: bytes) -> bool:
-    try:
-        text = data.decode()
-    except UnicodeDecodeError:
-        return False
-    return text.isprintable()
 
 
 def _consume(future: asyncio.Future[Snapshot]) -> None:

@@ -1,27 +1,26 @@
-"""The shared snapshot in Redis: key ``vocabulary`` (JSON, TTL) and channel ``vocabulary_updated``.
+"""The design document's ``vocabulary`` key: the whole vocabulary as one JSON value, with a TTL.
 
-Writes are a compare-and-set merge (WATCH / MULTI): each field keeps whichever version is newer,
-so a slow writer holding an older read can never overwrite a newer one (invariant 4), and a
-corrupted or foreign value is replaced instead of breaking the readers (invariant 6).
+It is kept for anyone who reads the seed's key (scripts, other tools). The instances do not read
+it: they follow the vocabulary log (:mod:`vocabsync.services.vocabulary_log`). At a million terms
+the value is tens of megabytes, so the bridge rewrites it at most every
+``VOCABSYNC_SNAPSHOT_INTERVAL`` seconds while the vocabulary changes (see :class:`SeedKeyWriter`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError
 
 from vocabsync.config import Settings
 from vocabsync.errors import RedisUnavailableError
+from vocabsync.services.redis_client import describe_redis_error
 from vocabsync.vocabulary import Snapshot, SnapshotFormatError
 
 logger = logging.getLogger(__name__)
-
-MAX_CAS_ATTEMPTS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,107 +31,41 @@ class StoredRead:
     problem: str | None = None
 
 
-def redis_client(settings: Settings, *, for_pubsub: bool = False) -> aioredis.Redis:
-    """A client with timeouts on every call; no I/O until first used.
-
-    A subscriber must block for messages, so its socket has no read timeout: liveness is checked
-    by PINGs that expect an answer instead.
-    """
-    return aioredis.Redis.from_url(
-        settings.redis_connection_url,
-        socket_connect_timeout=settings.network_timeout,
-        socket_timeout=None if for_pubsub else settings.network_timeout,
-        socket_keepalive=True,
-        health_check_interval=0 if for_pubsub else settings.health_check_interval,
-        # Our own loops reconnect with backoff and resync; client-side retries would only hide
-        # an outage for seconds per command (redis-py 8 retries by default).
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        decode_responses=False,
-    )
-
-
-def describe_redis_error(settings: Settings, exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return settings.redact(f"{type(exc).__name__}: {text}")
-
-
 class SnapshotStore:
-    """Reads, merges into, and announces the ``vocabulary`` key."""
+    """Reads and writes the ``vocabulary`` key."""
 
     def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
         self.client = client
         self.settings = settings
         self.key = settings.redis_key
         self.channel = settings.redis_channel
-        self._last_written: bytes | None = None
-        self._last_snapshot: Snapshot | None = None
 
-    def _parse(self, raw: bytes | str) -> Snapshot:
-        if raw == self._last_written and self._last_snapshot is not None:
-            return self._last_snapshot
-        return Snapshot.from_json(raw)
+    def _unavailable(self, doing: str, exc: BaseException) -> RedisUnavailableError:
+        return RedisUnavailableError(
+            f"cannot {doing} {self.key!r} at {self.settings.redis_display}: "
+            f"{describe_redis_error(self.settings, exc)}"
+        )
 
     async def read(self) -> StoredRead:
         """Fetch and parse the key; a bad value is reported, not raised."""
         try:
             raw = await self.client.get(self.key)
         except (RedisError, OSError) as exc:
-            raise RedisUnavailableError(
-                f"cannot read {self.key!r} from Redis at {self.settings.redis_display}: "
-                f"{describe_redis_error(self.settings, exc)}"
-            ) from None
+            raise self._unavailable("read", exc) from None
         if raw is None:
             return StoredRead(None, "missing")
         try:
-            return StoredRead(self._parse(raw))
+            return StoredRead(Snapshot.from_json(raw))
         except SnapshotFormatError as exc:
             return StoredRead(None, f"corrupted: {exc}")
 
-    async def write(self, snapshot: Snapshot) -> tuple[Snapshot, bool]:
-        """Merge ``snapshot`` into the stored one; return (the stored result, whether it changed).
-
-        The TTL is refreshed on every write, even when nothing newer was brought.
-        """
-        ttl = self.settings.vocabulary_ttl_seconds
+    async def write(self, snapshot: Snapshot) -> None:
         try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                for _ in range(MAX_CAS_ATTEMPTS):
-                    try:
-                        await pipe.watch(self.key)
-                        raw = await pipe.get(self.key)
-                        current: Snapshot | None = None
-                        if raw is not None:
-                            try:
-                                current = self._parse(raw)
-                            except SnapshotFormatError as exc:
-                                logger.warning(
-                                    "replacing corrupted vocabulary key",
-                                    extra={"action": "redis_value_corrupted", "reason": str(exc)},
-                                )
-                        merged = snapshot if current is None else current.merge(snapshot)
-                        changed = merged is not current
-                        payload: bytes
-                        pipe.multi()  # type: ignore[no-untyped-call]
-                        if changed:
-                            payload = merged.to_json()
-                            pipe.set(self.key, payload, ex=ttl)
-                        else:
-                            payload = raw if isinstance(raw, bytes) else str(raw).encode()
-                            pipe.expire(self.key, ttl)
-                        await pipe.execute()
-                        self._last_written, self._last_snapshot = payload, merged
-                        return merged, changed
-                    except WatchError:
-                        continue
+            await self.client.set(
+                self.key, snapshot.to_json(), ex=self.settings.vocabulary_ttl_seconds
+            )
         except (RedisError, OSError) as exc:
-            raise RedisUnavailableError(
-                f"cannot write {self.key!r} to Redis at {self.settings.redis_display}: "
-                f"{describe_redis_error(self.settings, exc)}"
-            ) from None
-        raise RedisUnavailableError(
-            f"gave up writing {self.key!r}: {MAX_CAS_ATTEMPTS} concurrent updates in a row"
-        )
+            raise self._unavailable("write", exc) from None
 
     async def publish(self, message: str) -> int:
         """Announce a change; returns how many subscribers received it."""
@@ -143,3 +76,41 @@ class SnapshotStore:
                 f"cannot publish on {self.channel!r} at {self.settings.redis_display}: "
                 f"{describe_redis_error(self.settings, exc)}"
             ) from None
+
+
+class SeedKeyWriter:
+    """Rewrites the ``vocabulary`` key when the vocabulary changed, at most every interval.
+
+    The first change after a quiet period is written at once; later ones wait for the interval,
+    and the key is rewritten at least every TTL/3 so it never expires under a running bridge.
+    At a million terms one rewrite costs about half a second of CPU, so the interval also
+    stretches to ten times the last rewrite's cost: the key never takes more than a tenth of
+    the bridge's CPU, however large the vocabulary.
+    """
+
+    def __init__(self, store: SnapshotStore) -> None:
+        self.store = store
+        self.written: Snapshot | None = None
+        self.written_at = float("-inf")
+        self.writes = 0
+        self.last_cost = 0.0
+
+    @property
+    def interval(self) -> float:
+        return max(self.store.settings.snapshot_interval, 10 * self.last_cost)
+
+    def due(self, snapshot: Snapshot) -> bool:
+        elapsed = time.monotonic() - self.written_at
+        if snapshot is self.written:
+            return elapsed >= self.store.settings.vocabulary_ttl_seconds / 3
+        return elapsed >= self.interval
+
+    async def write_if_due(self, snapshot: Snapshot) -> bool:
+        if not snapshot.is_complete or not self.due(snapshot):
+            return False
+        started = time.process_time()
+        await self.store.write(snapshot)
+        self.last_cost = time.process_time() - started
+        self.written, self.written_at = snapshot, time.monotonic()
+        self.writes += 1
+        return True

@@ -32,16 +32,18 @@ def build_query(sources: SourceMap, fields: Iterable[str]) -> sql.Composed:
         sql.SQL("pg_snapshot_xmax(s)::text::bigint"),
         sql.SQL("(SELECT count(*) FROM pg_snapshot_xip(s))"),
     ]
-    for name in fields:
-        source = sources.sources[name]
-        value = sql.SQL("{}::text").format(sql.Identifier(source.column))
-        columns.append(
-            sql.SQL(
-                'ARRAY(SELECT DISTINCT {value} COLLATE "C" FROM {table} '
-                "WHERE btrim({value}, {blank}) <> '' ORDER BY 1)"
-            ).format(value=value, table=sql.Identifier(source.table), blank=sql.Literal(_BLANK))
-        )
+    columns.extend(field_query(sources, name) for name in fields)
     return sql.SQL("SELECT {} FROM pg_current_snapshot() AS s").format(sql.SQL(", ").join(columns))
+
+
+def field_query(sources: SourceMap, name: str) -> sql.Composed:
+    """The expression that reads one field whole: distinct, sorted, NULL and blank dropped."""
+    source = sources.sources[name]
+    value = sql.SQL("{}::text").format(sql.Identifier(source.column))
+    return sql.SQL(
+        'ARRAY(SELECT DISTINCT {value} COLLATE "C" FROM {table} '
+        "WHERE btrim({value}, {blank}) <> '' ORDER BY 1)"
+    ).format(value=value, table=sql.Identifier(source.table), blank=sql.Literal(_BLANK))
 
 
 class VocabularyLoader:

@@ -1,14 +1,19 @@
-"""VocabularySyncBridge: PostgreSQL NOTIFY -> one load -> Redis snapshot -> Redis PUBLISH.
+"""VocabularySyncBridge: NOTIFY -> probe of the touched terms -> a delta in the Redis log.
 
-The bridge is the only process that turns a database change into a Redis snapshot, so the
-database pays one load per change for the whole deployment, however many API instances listen.
+The bridge is the only process that turns database changes into log entries, so the database pays
+one small read per change for the whole deployment, however many API instances follow the log.
 
-It runs as a supervised loop. A *session* connects to both sides, LISTENs, does a full resync
-(NOTIFY and Pub/Sub are at-most-once: whatever changed while a link was down is caught up here),
-then serves notifications, coalescing everything that arrived during the previous load into one
-load of the affected fields. Any link failure ends the session; the supervisor waits (first retry
-at once, then 5, 10, 20 ... s with jitter, capped) and starts a new one. SIGTERM/SIGINT end it
-within seconds.
+Each notification lists the terms a statement touched (:mod:`vocabsync.db.notifications`); the
+bridge asks PostgreSQL which of them are still present, with index lookups at one snapshot
+(:mod:`vocabsync.services.change_probe`), and appends the resulting delta (terms added and removed
+per field) to the log (:mod:`vocabsync.services.log_writer`). Work per change is proportional to
+the change. Everything that arrives during one probe is coalesced into the next.
+
+It runs under the shared :class:`~vocabsync.supervisor.Supervisor`. A *session* connects to both
+sides, waits for leadership, LISTENs and resyncs (a full read of the database compared with the
+log: NOTIFY is at-most-once, so whatever changed while a link was down is caught up here, and
+written as one delta, not a reload for every instance), then serves notifications. Any link
+failure ends the session; the supervisor retries with backoff. SIGTERM/SIGINT end it in seconds.
 
 Run it with ``vocabsync bridge`` or ``python -m vocabsync.services.vocabulary_sync_bridge``.
 """
@@ -20,7 +25,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 
 import psycopg
 from prometheus_client import start_http_server
@@ -30,6 +35,7 @@ from redis.exceptions import RedisError
 from vocabsync.backoff import Backoff
 from vocabsync.config import Settings, get_settings
 from vocabsync.db.connection import AsyncConn, connect, describe_pg_error, execute_with_deadline
+from vocabsync.db.notifications import parse_notification
 from vocabsync.errors import (
     ConfigurationError,
     DatabaseUnavailableError,
@@ -37,21 +43,23 @@ from vocabsync.errors import (
     VocabSyncError,
 )
 from vocabsync.metrics import LINKS, LinkStats, Metrics, MetricValues
+from vocabsync.services.change_probe import probe
 from vocabsync.services.heartbeat import (
     process_identity,
     read_heartbeats,
     remove_heartbeat,
     write_heartbeat,
 )
-from vocabsync.services.snapshot_store import SnapshotStore, describe_redis_error, redis_client
+from vocabsync.services.log_writer import LogWriter, Observation, StaleReadError
+from vocabsync.services.redis_client import describe_redis_error, redis_client
+from vocabsync.services.snapshot_store import SeedKeyWriter, SnapshotStore
 from vocabsync.services.sync_control import SyncSwitch
 from vocabsync.services.vocabulary_loader import VocabularyLoader
-from vocabsync.vocabulary import FIELDS, Snapshot
+from vocabsync.services.vocabulary_log import VocabularyLog
+from vocabsync.supervisor import Supervisor
+from vocabsync.vocabulary import FIELDS, Snapshot, TermSet, version_from_snapshot
 
 logger = logging.getLogger(__name__)
-
-STOP_GRACE_SECONDS = 4.0
-"""SIGTERM must end the bridge within 5 s, whatever a link is doing."""
 
 RESYNC_MESSAGE = "*"
 """Published after a full resync: every field may have changed."""
@@ -72,16 +80,19 @@ def _link_of(exc: BaseException) -> str | None:
 
 
 class VocabularySyncBridge:
-    """Forwards ``vocabulary_changed`` notifications as fresh Redis snapshots."""
+    """Turns ``vocabulary_changed`` notifications into deltas in the vocabulary log."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.loader = VocabularyLoader(self.settings, purpose="bridge")
-        self.snapshot = Snapshot.empty()
+        self.writer = LogWriter(VocabularyLog(redis_client(self.settings), self.settings))
         self.backoff = Backoff(
             self.settings.reconnect_initial_delay,
             self.settings.reconnect_max_delay,
             self.settings.reconnect_jitter,
+        )
+        self.supervisor = Supervisor(
+            "vocabsync-bridge-session", self._session, self.backoff, on_failure=self._log_failure
         )
         self.running = False
         self.connected = False
@@ -89,6 +100,7 @@ class VocabularySyncBridge:
         self.messages_published = 0
         self.sessions_started = 0
         self.unknown_tables = 0
+        self.probes = 0
         self.active = False
         self.takeovers = 0
         self.trigger_failures = 0
@@ -102,7 +114,11 @@ class VocabularySyncBridge:
         self._failing_link: str | None = None
         self._last_failed_link: str | None = None
         self.metrics = Metrics(self)
-        self._stop: asyncio.Event | None = None
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The state the log holds, as this bridge last wrote or read it."""
+        return self.writer.state
 
     @property
     def sync_disabled(self) -> bool:
@@ -127,7 +143,7 @@ class VocabularySyncBridge:
             ),
             snapshot=self.snapshot,
             counters={
-                "vocabsync_database_loads_total": self.loader.loads,
+                "vocabsync_database_loads_total": self.loader.loads + self.probes,
                 "vocabsync_notifications_received_total": self.notifications_received,
                 "vocabsync_messages_published_total": self.messages_published,
             },
@@ -142,66 +158,32 @@ class VocabularySyncBridge:
     def stop(self) -> None:
         """Ask the bridge to stop; safe from a signal handler."""
         self.running = False
-        if self._stop is not None:
-            self._stop.set()
+        self.supervisor.stop()
 
     async def run(self) -> None:
         """Run sessions until :meth:`stop`; reconnect with backoff after any failure."""
-        self._stop = asyncio.Event()
         self.running = True
         logger.info(
-            "bridge starting: PostgreSQL %s (LISTEN %s), Redis %s (key %s, channel %s)",
+            "bridge starting: PostgreSQL %s (LISTEN %s), Redis %s (log %s, channel %s)",
             self.settings.postgres_display,
             self.settings.pg_channel,
             self.settings.redis_display,
-            self.settings.redis_key,
+            self.writer.log.log_key,
             self.settings.redis_channel,
             extra={"action": "bridge_starting"},
         )
         try:
-            while not self._stop.is_set():
-                delay = self.backoff.next_delay()
-                if delay and await self._wait_for_stop(delay):
-                    break
-                session = asyncio.create_task(self._session(), name="vocabsync-bridge-session")
-                stopper = asyncio.create_task(self._stop.wait(), name="vocabsync-bridge-stop")
-                done, _ = await asyncio.wait(
-                    {session, stopper}, return_when=asyncio.FIRST_COMPLETED
-                )
-                stopper.cancel()
-                if session not in done:
-                    session.cancel()
-                    done, _ = await asyncio.wait({session}, timeout=STOP_GRACE_SECONDS)
-                    if session not in done:
-                        logger.error(
-                            "session did not stop within %.0f s; abandoning it",
-                            STOP_GRACE_SECONDS,
-                            extra={"action": "session_abandoned"},
-                        )
-                        break
-                self._log_session_end(session)
+            await self.supervisor.run()
         finally:
             self.running = False
             self.connected = False
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.writer.log.client.aclose(), timeout=self.settings.network_timeout
+                )
             logger.info("bridge stopped", extra={"action": "bridge_stopped"})
 
-    async def _wait_for_stop(self, delay: float) -> bool:
-        assert self._stop is not None
-        logger.info(
-            "reconnecting in %.1f s", delay, extra={"action": "reconnect_wait", "delay": delay}
-        )
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=delay)
-        except TimeoutError:
-            return False
-        return True
-
-    def _log_session_end(self, session: asyncio.Task[None]) -> None:
-        if session.cancelled():
-            return
-        exc = session.exception()
-        if exc is None:
-            return
+    def _log_failure(self, exc: BaseException) -> None:
         if isinstance(exc, _LINK_ERRORS):
             logger.error(
                 "bridge session failed: %s", self._describe(exc), extra={"action": "link_failed"}
@@ -223,10 +205,12 @@ class VocabularySyncBridge:
 
     # --- one session -----------------------------------------------------------------------
 
-    async def _session(self) -> None:
+    async def _session(self, healthy: Callable[[], None]) -> None:
         conn: AsyncConn | None = None
         client = redis_client(self.settings)
+        self.writer.log = VocabularyLog(client, self.settings)
         store = SnapshotStore(client, self.settings)
+        seed = SeedKeyWriter(store)
         try:
             self._failing_link = "postgres"
             conn = await connect(self.settings, "bridge")
@@ -243,16 +227,16 @@ class VocabularySyncBridge:
                 sql.SQL("LISTEN {}").format(sql.Identifier(self.settings.pg_channel))
             )
             self.sessions_started += 1
-            await self._sync(conn, store, None, [RESYNC_MESSAGE], "resync")
+            await self._resync(conn, "resync")
             await self._heartbeat(store)
             self.connected = True
-            self.backoff.reset()
+            healthy()
             logger.info(
                 "bridge active: connected and resynced (version %d); listening",
                 self.snapshot.version,
                 extra={"action": "bridge_listening", "version": self.snapshot.version},
             )
-            await self._serve(conn, store)
+            await self._serve(conn, store, seed)
         except BaseException as exc:
             self._note_failure(exc)
             raise
@@ -352,6 +336,7 @@ class VocabularySyncBridge:
                     "role": "active" if self.active else "standby",
                     "active_since": self.active_since if self.active else None,
                     "version": self.snapshot.version,
+                    "position": self.writer.position,
                     "started_at": self.started_at,
                     "published": self.messages_published,
                 },
@@ -370,21 +355,28 @@ class VocabularySyncBridge:
             self.reconnects[self._last_failed_link] += 1
             self._last_failed_link = None
 
-    async def _serve(self, conn: AsyncConn, store: SnapshotStore) -> None:
+    async def _serve(self, conn: AsyncConn, store: SnapshotStore, seed: SeedKeyWriter) -> None:
         interval = self.settings.health_check_interval
         last_check = time.monotonic()
         next_resync = time.monotonic() + self.settings.resync_interval
         while True:
-            tables = await self._collect(conn, wait=min(1.0, interval))
-            if tables:
-                self.notifications_received += len(tables)
-                await self._on_tables(conn, store, tables)
+            wait = min(1.0, interval)
+            if seed.written is not self.snapshot and self.snapshot.is_complete:
+                wait = min(wait, max(0.05, seed.interval))
+            payloads = await self._collect(conn, wait=wait)
+            if payloads:
+                self.notifications_received += len(payloads)
+                await self._on_payloads(conn, payloads)
             if time.monotonic() - last_check >= interval:
                 await self._check_links(conn, store)
                 last_check = time.monotonic()
             if time.monotonic() >= next_resync:
-                await self._sync(conn, store, None, [RESYNC_MESSAGE], "resync")
+                await self._resync(conn, "resync")
                 next_resync = time.monotonic() + self.settings.resync_interval
+            if not self.sync_disabled:
+                self._failing_link = "redis"
+                await seed.write_if_due(self.snapshot)
+                self._failing_link = None
 
     async def _collect(self, conn: AsyncConn, wait: float) -> list[str]:
         """Wait up to ``wait`` s for a notification, then take whatever else is already queued."""
@@ -411,63 +403,122 @@ class VocabularySyncBridge:
         flipped = await self.switch.poll(store.client)
         self._failing_link = None
         if flipped and not self.sync_disabled:
-            await self._sync(conn, store, None, [RESYNC_MESSAGE], "resync")
+            await self._resync(conn, "resync")
 
-    async def _on_tables(self, conn: AsyncConn, store: SnapshotStore, payloads: list[str]) -> None:
-        tables = list(dict.fromkeys(payloads))
-        fields: set[str] = set()
-        for table in tables:
-            table_fields = self.loader.fields_for_table(table)
-            if not table_fields:
+    def _changes(self, payloads: list[str]) -> tuple[dict[str, set[str]], set[str], list[str]]:
+        """Coalesce payloads: touched terms per field, fields to read whole, table names."""
+        touched: dict[str, set[str]] = {}
+        reload: set[str] = set()
+        tables: list[str] = []
+        for payload in payloads:
+            change = parse_notification(payload, self.settings.sources)
+            if change is None:
                 self.unknown_tables += 1
                 logger.warning(
-                    "notification names an unknown table %r; reloading everything",
-                    table[:100],
+                    "notification %r names no configured table; reading every field",
+                    payload[:100],
                     extra={"action": "unknown_table"},
                 )
-                fields.update(FIELDS)
-            fields.update(table_fields)
+                reload.update(FIELDS)
+                continue
+            tables.append(change.table)
+            reload.update(change.reload)
+            for name, terms in change.touched.items():
+                touched.setdefault(name, set()).update(terms)
+        for name in reload:
+            touched.pop(name, None)
+        return touched, reload, list(dict.fromkeys(tables))
+
+    async def _on_payloads(self, conn: AsyncConn, payloads: list[str]) -> None:
+        touched, reload, tables = self._changes(payloads)
         logger.info(
-            "change in %s (%d notifications)",
-            ", ".join(t[:100] for t in tables),
+            "change in %s (%d notifications, %d terms touched, %d fields read whole)",
+            ", ".join(t[:100] for t in tables) or "?",
             len(payloads),
+            sum(len(v) for v in touched.values()),
+            len(reload),
             extra={"action": "notification_received", "tables": tables},
         )
-        known = [t for t in tables if self.loader.fields_for_table(t)]
-        await self._sync(conn, store, fields, known or [RESYNC_MESSAGE], "event")
+        if self.sync_disabled:
+            return
+        message = ",".join(tables) or RESYNC_MESSAGE
+        finished = self.metrics.time_refresh("event")
+        started = time.perf_counter()
+        try:
+            for _ in range(3):
+                seen = await self._observe(conn, touched, reload)
+                self._failing_link = "redis"
+                try:
+                    delta = await self.writer.write_observation(seen, message=message)
+                except StaleReadError:
+                    continue
+                finally:
+                    self._failing_link = None
+                break
+            else:
+                await self._resync(conn, "resync")
+                finished(True)
+                return
+        except Exception:
+            finished(False)  # counted in vocabsync_refresh_failures_total; the session ends
+            raise
+        finished(True)
+        if delta is not None:
+            self.messages_published += 1
+        logger.info(
+            "published %s (version %d, %s, %.1f ms)",
+            message,
+            self.snapshot.version,
+            f"{delta.size} terms changed" if delta is not None else "unchanged",
+            (time.perf_counter() - started) * 1000,
+            extra={"action": "published", "version": self.snapshot.version},
+        )
 
-    async def _sync(
-        self,
-        conn: AsyncConn,
-        store: SnapshotStore,
-        fields: Iterable[str] | None,
-        messages: list[str],
-        trigger: str,
-    ) -> None:
-        """Load ``fields`` (all when None), merge, store in Redis, then announce it."""
+    async def _observe(
+        self, conn: AsyncConn, touched: dict[str, set[str]], reload: set[str]
+    ) -> Observation:
+        found = await probe(conn, self.settings, touched, reload)
+        self.probes += 1
+        absent = {
+            name: terms - found.present.get(name, frozenset()) for name, terms in touched.items()
+        }
+        return Observation(
+            version=version_from_snapshot(found.xmax, found.in_progress),
+            identity=found.identity,
+            present=found.present,
+            absent=absent,
+            full={name: TermSet(terms) for name, terms in found.full.items()},
+        )
+
+    async def _resync(self, conn: AsyncConn, trigger: str) -> None:
+        """Read the whole vocabulary and make the log hold it (one delta, or a reset)."""
         if self.sync_disabled:
             return
         started = time.perf_counter()
         finished = self.metrics.time_refresh(trigger)
         try:
-            loaded = await self.loader.load_on(conn, None if fields is None else sorted(fields))
-            self.snapshot = self.snapshot.merge(loaded)
-            self._failing_link = "redis"
-            stored, changed = await store.write(self.snapshot)
-            self.snapshot = self.snapshot.merge(stored)
-            for message in messages:
-                await store.publish(message)
-                self.messages_published += 1
+            for _ in range(3):
+                loaded = await self.loader.load_on(conn)
+                self._failing_link = "redis"
+                try:
+                    delta = await self.writer.write_full(loaded, message=RESYNC_MESSAGE)
+                except StaleReadError:
+                    continue
+                finally:
+                    self._failing_link = None
+                break
+            else:
+                raise RedisUnavailableError("the log kept moving ahead of three full reads")
         except Exception:
             finished(False)  # counted in vocabsync_refresh_failures_total; the session ends
             raise
-        self._failing_link = None
         finished(True)
+        if delta is not None:
+            self.messages_published += 1
         logger.info(
-            "published %s (version %d, %s, %.1f ms)",
-            ",".join(messages),
+            "resynced (version %d, %s, %.1f ms)",
             self.snapshot.version,
-            "stored" if changed else "unchanged",
+            "unchanged" if delta is None else f"{delta.size} terms changed",
             (time.perf_counter() - started) * 1000,
             extra={"action": "published", "version": self.snapshot.version},
         )

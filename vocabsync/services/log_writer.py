@@ -1,0 +1,187 @@
+"""LogWriter: turn what was read from PostgreSQL into entries of the vocabulary log.
+
+Shared by the bridge (every notification, every resync) and by an instance's manual refresh, so
+there is one way to change the shared state (invariant 7). The writer keeps its own view of the
+log's state and position; a write is computed against that view and the log refuses it when the
+head has moved, so the writer catches up (following the log, or reading the full state when it
+cannot) and computes again. Nothing stale is written: the log also refuses an older version.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from vocabsync.errors import RedisUnavailableError
+from vocabsync.services.vocabulary_log import VocabularyLog, WriteResult
+from vocabsync.vocabulary import Delta, FieldDelta, Snapshot, SnapshotFormatError, TermSet
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one database read established, at one version of one database history.
+
+    ``present``/``absent``: touched terms of a field now in / not in the table (index lookups);
+    ``full``: fields read whole (bulk statements, TRUNCATE, resyncs).
+    """
+
+    version: int
+    identity: str
+    present: Mapping[str, Collection[str]]
+    absent: Mapping[str, Collection[str]]
+    full: Mapping[str, TermSet]
+
+    def delta_against(self, state: Snapshot) -> Delta:
+        fields: dict[str, FieldDelta] = {}
+        for name in set(self.present) | set(self.absent):
+            change = state.settle(name, self.present.get(name, ()), self.absent.get(name, ()))
+            if change:
+                fields[name] = change
+        for name, terms in self.full.items():
+            current = state.get(name)
+            added = tuple(sorted(t for t in terms if t not in current))
+            removed = tuple(sorted(t for t in current if t not in terms))
+            if added or removed:
+                fields[name] = FieldDelta(added, removed)
+        return Delta(fields)
+
+
+class StaleReadError(RedisUnavailableError):
+    """The log already holds a newer version than this read: read the database again."""
+
+
+class LogWriter:
+    """Writes deltas computed from database reads; keeps the state it believes the log holds."""
+
+    def __init__(self, log: VocabularyLog) -> None:
+        self.log = log
+        self.state = Snapshot.empty()
+        self.position = ""
+        self.appends = 0
+        self.resets = 0
+        self.full_reads = 0
+        self.repairs = 0
+        self.corrupt = False
+
+    async def catch_up(self) -> None:
+        """Bring the writer's view to the log's head: follow new entries, or read it whole.
+
+        A state in Redis that is not ours (corrupted, wrong types) counts as no state: the
+        next full write replaces it whatever its head says.
+        """
+        try:
+            await self._catch_up()
+        except SnapshotFormatError as exc:
+            self.state, self.position, self.corrupt = Snapshot.empty(), "", True
+            self.repairs += 1
+            logger.warning(
+                "the vocabulary state in Redis is unusable (%s); it will be rewritten",
+                exc,
+                extra={"action": "redis_value_corrupted"},
+            )
+
+    async def _catch_up(self) -> None:
+        head = await self.log.head()
+        if head is None:
+            self.state, self.position = Snapshot.empty(), ""
+            return
+        if head.position == self.position:
+            return
+        if self.position and await self.log.contains(self.position):
+            while self.position != head.position:
+                entries = await self.log.read_after(self.position)
+                if not entries:
+                    break
+                for entry in entries:
+                    if entry.kind != "delta" or entry.prev != self.position or not entry.delta:
+                        return await self._read_full()
+                    self.state = self.state.apply(
+                        entry.delta, entry.version, entry.refreshed_at, entry.identity
+                    )
+                    self.position = entry.id
+            if self.position == head.position:
+                return
+        await self._read_full()
+
+    async def _read_full(self) -> None:
+        found = await self.log.read_full()
+        self.full_reads += 1
+        if found is None:
+            self.state, self.position = Snapshot.empty(), ""
+        else:
+            head, self.state = found
+            self.position = head.position
+
+    async def write_observation(self, seen: Observation, *, message: str = "*") -> Delta | None:
+        """Apply what a read saw; returns the delta written (None: nothing changed).
+
+        Raises :class:`StaleReadError` when the log moved past ``seen.version`` meanwhile
+        (the caller reads again), and writes a full reset when the history changed.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            if self.position and self.state.identity != seen.identity:
+                raise StaleReadError(
+                    "the database identity changed since the log was written: a full resync "
+                    "is needed"
+                )
+            if seen.version < self.state.version:
+                raise StaleReadError(
+                    f"read at version {seen.version}, the log is at {self.state.version}"
+                )
+            delta = seen.delta_against(self.state)
+            if not delta:
+                return None
+            result = await self.log.append(
+                self.position, delta, seen.version, seen.identity, message=message
+            )
+            if self._accept(result, delta, seen.version, seen.identity):
+                return delta
+            await self.catch_up()
+        raise RedisUnavailableError(f"gave up appending: {MAX_ATTEMPTS} concurrent writes in a row")
+
+    async def write_full(self, loaded: Snapshot, *, message: str = "*") -> Delta | None:
+        """Make the log hold ``loaded`` (a full database read).
+
+        The same history: the difference is appended as one delta (instances apply it, they do
+        not reload). Another history, or no state in Redis: the state is replaced and every
+        reader reloads. Returns the delta written (an empty one for a replace, None when the
+        log already held exactly this).
+        """
+        for _ in range(MAX_ATTEMPTS):
+            await self.catch_up()
+            if not self.position or self.state.identity != loaded.identity:
+                expected = "*" if self.corrupt else self.position
+                result = await self.log.replace(expected, loaded)
+                if result.outcome == "ok":
+                    self.state, self.position, self.corrupt = loaded, result.position, False
+                    self.resets += 1
+                    logger.info(
+                        "vocabulary state replaced (version %d, %d terms)",
+                        loaded.version,
+                        loaded.size,
+                        extra={"action": "state_replaced", "version": loaded.version},
+                    )
+                    return Delta()
+                continue
+            seen = Observation(loaded.version, loaded.identity, {}, {}, dict(loaded.terms))
+            try:
+                return await self.write_observation(seen, message=message)
+            except StaleReadError:
+                raise
+            except RedisUnavailableError:
+                continue
+        raise RedisUnavailableError(f"gave up writing: {MAX_ATTEMPTS} concurrent writes in a row")
+
+    def _accept(self, result: WriteResult, delta: Delta, version: int, identity: str) -> bool:
+        if result.outcome != "ok":
+            return False
+        self.state = self.state.apply(delta, version, identity=identity)
+        self.position = result.position
+        self.appends += 1
+        return True
