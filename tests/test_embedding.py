@@ -270,7 +270,7 @@ async def test_two_lines_give_an_app_the_endpoints(
 
     @app.get("/mine")
     async def mine(v: VocabSyncDep) -> dict[str, Any]:
-        return {"version": v.version, "projects": v.get_vocabulary()["projects"]}
+        return {"version": v.version, "projects": list(v.get_vocabulary()["projects"])}
 
     async with running_client(app) as client:
         assert vocab.running

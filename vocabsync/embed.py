@@ -199,9 +199,12 @@ class VocabSync:
         """The version of the vocabulary served now (0 before the first load)."""
         return self.cache.snapshot.version
 
-    def get_vocabulary(self) -> dict[str, list[str]]:
-        """The six lists (projects, project_locations, expense_files, cashflow_files,
-        expense_categories, cashflow_categories), copied from memory; never waits on the network.
+    def get_vocabulary(self) -> Snapshot:
+        """The vocabulary served now, from memory; never waits on the network.
+
+        An immutable object per version, handed out without a copy: ``vocab["projects"]`` is a
+        sorted, immutable set of terms (``in``, ``len``, iteration), and ``.as_lists()`` copies
+        into the design document's six lists when a plain dict is needed.
         """
         return self.cache.get_vocabulary()
 

@@ -14,7 +14,8 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 
 from vocabsync.api.errors import NO_VOCABULARY
-from vocabsync.services.redis_vocabulary import RedisVocabularyCache, Source
+from vocabsync.services.redis_vocabulary import RedisVocabularyCache
+from vocabsync.services.vocabulary_state import Source
 from vocabsync.vocabulary import Snapshot
 
 NOT_SET_UP = (
