@@ -404,9 +404,10 @@ class RedisVocabularyCache:
 
     async def _on_connected(self, log: VocabularyLog) -> None:
         if self._client is not None:
-            # Connections pooled before an outage are dead: drop them before the catch-up.
+            # Idle connections pooled before an outage are dead: drop them before the catch-up
+            # (connections in use by a running refresh are left alone).
             with contextlib.suppress(Exception):
-                await self._client.connection_pool.disconnect()
+                await self._client.connection_pool.disconnect(inuse_connections=False)
         self.redis_available = True
         self._redis_down_reported = False
         if self._connected_once:
