@@ -64,23 +64,19 @@ class Supervisor:
             try:
                 done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
-                task.cancel()
-                await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
+                await _cancel(task, STOP_GRACE_SECONDS)
                 raise
             finally:
                 stopper.cancel()
-            if task not in done:
-                task.cancel()
-                done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
-                if task not in done:
-                    self.abandoned = True
-                    logger.error(
-                        "%s did not stop within %.0f s; abandoning it",
-                        self.name,
-                        STOP_GRACE_SECONDS,
-                        extra={"action": "session_abandoned"},
-                    )
-                    return
+            if task not in done and not await _cancel(task, STOP_GRACE_SECONDS):
+                self.abandoned = True
+                logger.error(
+                    "%s did not stop within %.0f s; abandoning it",
+                    self.name,
+                    STOP_GRACE_SECONDS,
+                    extra={"action": "session_abandoned"},
+                )
+                return
             if task.cancelled():
                 continue
             exc = task.exception()
@@ -99,3 +95,20 @@ class Supervisor:
         except TimeoutError:
             return False
         return True
+
+
+async def _cancel(task: asyncio.Task[None], grace: float) -> bool:
+    """Cancel ``task`` and wait for it; True when it ended within ``grace`` seconds.
+
+    The cancellation is repeated: a library that runs its own timeout around a read (redis-py
+    does) can swallow one cancellation that lands together with its timeout (Python 3.11's
+    ``asyncio.timeout`` uncancels), and the task would then go on waiting.
+    """
+    deadline = asyncio.get_running_loop().time() + grace
+    while not task.done():
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(0.2, remaining))
+    return True

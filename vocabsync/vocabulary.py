@@ -13,6 +13,7 @@ ordered and a state of another history is recognised and replaced, never merged 
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import time
@@ -73,7 +74,7 @@ class TermSet(AbstractSet[str]):
     tuple is computed once, on first use, and kept with this object.
     """
 
-    __slots__ = ("_map", "_sorted")
+    __slots__ = ("_map", "_parent", "_sorted")
 
     def __init__(self, terms: immutables.Map[str, None] | Iterable[str] = ()) -> None:
         if isinstance(terms, immutables.Map):
@@ -81,6 +82,9 @@ class TermSet(AbstractSet[str]):
         else:
             self._map = immutables.Map(dict.fromkeys(terms))
         self._sorted: tuple[str, ...] | None = None
+        self._parent: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
+        """(the parent's sorted terms, added, removed), kept only when the parent was already
+        sorted: a small change then re-sorts by insertion instead of sorting everything."""
 
     def __contains__(self, term: object) -> bool:
         return term in self._map
@@ -104,20 +108,45 @@ class TermSet(AbstractSet[str]):
 
     def sorted(self) -> tuple[str, ...]:
         if self._sorted is None:
-            self._sorted = tuple(sorted(self._map))
+            parent, self._parent = self._parent, None
+            if parent is not None and len(parent[1]) + len(parent[2]) <= SMALL_CHANGE:
+                self._sorted = _resorted(*parent)
+            else:
+                self._sorted = tuple(sorted(self._map))
         return self._sorted
 
     def changed(self, added: Iterable[str], removed: Iterable[str]) -> TermSet:
         """A new set with ``added`` and without ``removed``; costs what the change costs."""
         draft = self._map.mutate()
-        for term in removed:
-            draft.pop(term, None)
+        gone = tuple(term for term in removed if draft.pop(term, _ABSENT) is not _ABSENT)
+        new: list[str] = []
         for term in added:
-            draft[term] = None
-        return TermSet(draft.finish())
+            if term not in draft:
+                draft[term] = None
+                new.append(term)
+        child = TermSet(draft.finish())
+        if self._sorted is not None:
+            child._parent = (self._sorted, tuple(new), gone)
+        return child
 
 
 EMPTY_TERMS: Final = TermSet()
+SMALL_CHANGE: Final = 1000
+_ABSENT: Final = object()
+
+
+def _resorted(
+    parent: tuple[str, ...], added: tuple[str, ...], removed: tuple[str, ...]
+) -> tuple[str, ...]:
+    """``parent`` (sorted) with ``added`` inserted and ``removed`` taken out, in order."""
+    terms = list(parent)
+    for term in removed:
+        index = bisect.bisect_left(terms, term)
+        if index < len(terms) and terms[index] == term:
+            del terms[index]
+    for term in added:
+        bisect.insort(terms, term)
+    return tuple(terms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,17 +6,20 @@ vocabulary_counts) and adds ``project_locations`` to the counts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Header, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from vocabsync.api.deps import CacheDep, VocabularyDep
 from vocabsync.api.errors import error_responses
 from vocabsync.api.security import RequireReadToken, RequireRefreshToken
 from vocabsync.errors import VocabSyncError
+from vocabsync.vocabulary import FIELDS, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -61,20 +64,52 @@ class RefreshResponse(BaseModel):
     response_model=VocabularyResponse,
     summary="The current vocabulary",
     dependencies=[RequireReadToken],
-    responses=error_responses(401, 503),
+    responses={
+        304: {"description": "Not modified: `If-None-Match` names the current `ETag`."},
+        **error_responses(401, 503),
+    },
 )
-async def get_vocabulary(current: VocabularyDep) -> VocabularyResponse:
-    """The six lists, from memory; read through to Redis/PostgreSQL only in fallback mode."""
+async def get_vocabulary(
+    current: VocabularyDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The six lists, from memory; read through to Redis/PostgreSQL only in fallback mode.
+
+    The body is encoded once per version (and source) and served as bytes to every caller
+    after that; the ``ETag`` names the version, so a poller sending ``If-None-Match`` gets a
+    304 with no body until the vocabulary changes.
+    """
     snapshot = current.snapshot
+    etag = entity_tag(snapshot, current.source)
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if if_none_match is not None and _listed_tags(if_none_match) & {etag, "*"}:
+        return Response(status_code=304, headers=headers)
+    body = snapshot.memo(etag)
+    if body is None:
+        body = snapshot.remember(etag, _encode(snapshot, current.source))
+    return Response(content=body, media_type="application/json", headers=headers)
+
+
+def entity_tag(snapshot: Snapshot, source: str) -> str:
+    """Names one version of one database history, as served from one source."""
+    history = hashlib.sha256(snapshot.identity.encode()).hexdigest()[:12]
+    return f'"{snapshot.version:x}-{history}-{source}"'
+
+
+def _listed_tags(header: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
+
+
+def _encode(snapshot: Snapshot, source: str) -> bytes:
     refreshed = snapshot.refreshed_at
-    return VocabularyResponse(
-        **snapshot.as_lists(),
-        meta=VocabularyMeta(
-            version=snapshot.version,
-            refreshed_at=datetime.fromtimestamp(refreshed, tz=UTC) if refreshed else None,
-            source=current.source,
-        ),
+    meta = VocabularyMeta(
+        version=snapshot.version,
+        refreshed_at=datetime.fromtimestamp(refreshed, tz=UTC) if refreshed else None,
+        source=source,
     )
+    document: dict[str, object] = {name: snapshot.get(name).sorted() for name in FIELDS}
+    document["meta"] = meta.model_dump(mode="json")
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 @router.post(
