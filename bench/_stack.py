@@ -88,10 +88,12 @@ class Servers:
         return pid
 
     def child_env(self) -> dict[str, str]:
+        # Our servers, whatever the environment names; VOCABSYNC_* settings pass through (e.g.
+        # VOCABSYNC_MATCH_ENABLED=false to compare without matching).
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("SUPABASE_", "REDIS_", "DATABASE_", "VOCABSYNC_"))
+            if not key.startswith(("SUPABASE_", "REDIS_", "DATABASE_"))
         }
         env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1")
         return env

@@ -32,6 +32,7 @@ version format it compares lives in bench/_version.py, the vocabsync imports in 
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import os
 import shutil
@@ -173,6 +174,7 @@ def wait_change(
     started: float,
     timeout_s: float,
     poll_s: float,
+    bridge: ManagedProcess | None = None,
 ) -> tuple[float, float]:
     """Seconds from ``started`` until every instance serves ``target``, and until it matches.
 
@@ -190,6 +192,8 @@ def wait_change(
                 continue
             state = readiness(instance.http)
             last[i] = state
+            if not state.ready:
+                instance.process.check_alive()  # a crash fails now, not at the deadline
             now = time.perf_counter()
             if i not in served and reached(state.version, target):
                 served[i] = now
@@ -203,8 +207,8 @@ def wait_change(
         if len(matched) == len(instances):
             return max(served.values()) - started, max(matched.values()) - started
         if time.perf_counter() - started > timeout_s:
-            for instance in instances:
-                instance.process.check_alive()
+            for process in [*(i.process for i in instances), *([bridge] if bridge else [])]:
+                process.check_alive()
             raise WaitTimeoutError(
                 f"not served and matchable everywhere {timeout_s:g} s after the commit: target "
                 f"version {target}, checks {list(checks)}, last /ready {last}, served by "
@@ -356,6 +360,7 @@ class Run:
                 committed,
                 self.options.timeout_s,
                 self.options.poll_s,
+                self.bridge,
             )
             self.result.served_ms.append(served * 1000)
             self.result.matchable_ms.append(matchable * 1000)
@@ -441,7 +446,15 @@ class Run:
         checks: list[Check] = (
             [(table.field, first, True)] if step == 0 else [(table.field, renamed, step == 1)]
         )
-        wait_change(self.instances, target, checks, time.perf_counter(), 600, self.options.poll_s)
+        wait_change(
+            self.instances,
+            target,
+            checks,
+            time.perf_counter(),
+            600,
+            self.options.poll_s,
+            self.bridge,
+        )
 
     def sustained(self) -> None:
         """``rate`` changes per second for ``seconds``; lag from each commit to both instances."""
@@ -527,6 +540,7 @@ class Run:
             committed,
             max(600.0, self.options.timeout_s),
             0.005,
+            self.bridge,
         )
         self.result.bulk_s = (served, matchable)
         log(f"{self.system.name}: bulk served {served:.2f} s, matchable {matchable:.2f} s")
@@ -538,22 +552,27 @@ def _lags(
     *,
     matcher: bool,
 ) -> list[float]:
-    """Per commit: ms until every instance was seen holding it (empty when not reported)."""
+    """Per commit: ms until every instance was seen holding it (empty when not reported).
+
+    Observations are in time order; for each commit, the first one at or after it (bisect) that
+    reports its version, scanning forward.
+    """
+    series = []
+    for obs in observations:
+        reported = [o[2] if matcher else o[1] for o in obs]
+        if any(r is None for r in reported):
+            return []
+        series.append(([o[0] for o in obs], reported))
     out = []
     for committed, target in commits:
         worst = 0.0
-        for obs in observations:
-            seen = None
-            for at, version, matcher_version in obs:
-                reported = matcher_version if matcher else version
-                if reported is None:
-                    return []
-                if at >= committed and reached(reported, target):
-                    seen = at
-                    break
-            if seen is None:
+        for times, versions in series:
+            j = bisect.bisect_left(times, committed)
+            while j < len(times) and not reached(versions[j], target):
+                j += 1
+            if j == len(times):
                 return []
-            worst = max(worst, seen - committed)
+            worst = max(worst, times[j] - committed)
         out.append(worst * 1000)
     return out
 
