@@ -218,17 +218,19 @@ class CountingRedis:
             del self._buf[:pos]
             return value
 
+    def set_timeout(self, seconds: float) -> None:
+        self._sock.settimeout(seconds)
+
     def command(self, *args: str) -> Any:
         self.send(*args)
         return self.read()
 
-    def output_bytes(self) -> tuple[int, int]:
-        """Redis's total_net_output_bytes, and how many bytes this very reply took."""
-        before = self.received
+    def output_bytes(self) -> int:
+        """Redis's total_net_output_bytes (not counting this reply, which ``received`` does)."""
         info = self.command("INFO", "stats")
         for line in bytes(info).decode().splitlines():
             if line.startswith("total_net_output_bytes:"):
-                return int(line.split(":", 1)[1]), self.received - before
+                return int(line.split(":", 1)[1])
         raise RuntimeError("INFO stats has no total_net_output_bytes")
 
     def close(self) -> None:
@@ -246,7 +248,7 @@ class MessageCounter:
     def __init__(self, url: str) -> None:
         self._client = CountingRedis(url)
         self._client.command("PSUBSCRIBE", "*")
-        self._client._sock.settimeout(0.2)
+        self._client.set_timeout(0.2)  # lets the reader thread see close() in time
         self._lock = threading.Condition()
         self.messages = 0
         self._stop = False
