@@ -18,9 +18,9 @@ from types import TracebackType
 import psycopg
 import redis
 
-from vocabsync.demo_data import FACILITIES, FEATURES, MONTHS, PHASES, PLACES, categories
-from vocabsync.local_servers import LocalPostgres, LocalRedis, find_free_port, resolve_flavor
-from vocabsync.processes import ManagedProcess, cli_argv
+from vocabsync.local.demo_data import FACILITIES, FEATURES, MONTHS, PHASES, PLACES, categories
+from vocabsync.local.servers import LocalPostgres, LocalRedis, find_free_port, resolve_flavor
+from vocabsync.local.processes import ManagedProcess, cli_argv
 
 __all__ = [
     "FACILITIES",

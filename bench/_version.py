@@ -6,7 +6,8 @@ reads the database's version right after a commit and waits until an instance's 
 same format, so the same waiting code times both.
 
 Format today (vocabsync.vocabulary.version_from_snapshot): a PostgreSQL snapshot packed as
-``xmax * 1000 + (999 - min(in_progress, 999))``. A snapshot taken after the commit returned is
+``(xmax << 20) | (2**20 - 1 - in_progress)`` (exact: PostgreSQL never has 2**20 transactions in
+progress). A snapshot taken after the commit returned is
 at least as new as any snapshot that can include the commit, so the version read here is a
 lower bound of the version of every load that sees it, and every load that sees the commit
 reports a version at least this large.
@@ -21,12 +22,13 @@ from typing import Any
 SNAPSHOT_COLUMNS = "pg_snapshot_xmax(s)::text::bigint, (SELECT count(*) FROM pg_snapshot_xip(s))"
 """SELECT list that reads (xmax, transactions in progress) of ``pg_current_snapshot() AS s``."""
 
-_MAX_COUNTED_IN_PROGRESS = 999
+_IN_PROGRESS_BITS = 20
+_LIMIT = (1 << _IN_PROGRESS_BITS) - 1
 
 
 def pack(xmax: int, in_progress: int) -> int:
     """A database snapshot as one integer that orders database states in time."""
-    return xmax * 1000 + (_MAX_COUNTED_IN_PROGRESS - min(in_progress, _MAX_COUNTED_IN_PROGRESS))
+    return (xmax << _IN_PROGRESS_BITS) | (_LIMIT - min(in_progress, _LIMIT))
 
 
 def database_version(conn: Any) -> int:
