@@ -19,8 +19,8 @@ import psycopg
 import redis
 
 from vocabsync.local.demo_data import FACILITIES, FEATURES, MONTHS, PHASES, PLACES, categories
-from vocabsync.local.servers import LocalPostgres, LocalRedis, find_free_port, resolve_flavor
 from vocabsync.local.processes import ManagedProcess, cli_argv
+from vocabsync.local.servers import LocalPostgres, LocalRedis, find_free_port, resolve_flavor
 
 __all__ = [
     "FACILITIES",
