@@ -184,12 +184,7 @@ class Delta:
     @classmethod
     def from_json(cls, raw: bytes | str) -> Delta:
         """Parse a log entry's delta, refusing anything that is not exactly one."""
-        try:
-            document = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise SnapshotFormatError(f"delta is not JSON: {exc}") from exc
-        if not isinstance(document, dict):
-            raise SnapshotFormatError("delta is not a JSON object")
+        document = _json_object(raw, "delta")
         fields: dict[str, FieldDelta] = {}
         for name, change in document.items():
             if name not in FIELDS or not isinstance(change, dict):
@@ -356,12 +351,7 @@ class Snapshot(Mapping[str, TermSet]):
     @classmethod
     def from_json(cls, raw: bytes | str) -> Snapshot:
         """Parse a Redis value, refusing anything that is not exactly a snapshot."""
-        try:
-            document = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise SnapshotFormatError(f"not JSON: {exc}") from exc
-        if not isinstance(document, dict):
-            raise SnapshotFormatError("not a JSON object")
+        document = _json_object(raw, "value")
         meta = document.get(META_KEY)
         if not isinstance(meta, dict):
             raise SnapshotFormatError(f"no {META_KEY!r} object")
@@ -382,6 +372,16 @@ class Snapshot(Mapping[str, TermSet]):
             lists[name] = values
         assert isinstance(refreshed_at, int | float)
         return cls.from_lists(lists, version, float(refreshed_at), identity)
+
+
+def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SnapshotFormatError(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise SnapshotFormatError(f"{what} is not a JSON object")
+    return document
 
 
 def _is_term_list(value: object) -> bool:

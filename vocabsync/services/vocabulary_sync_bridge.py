@@ -25,7 +25,8 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import psycopg
 from prometheus_client import start_http_server
@@ -57,9 +58,11 @@ from vocabsync.services.sync_control import SyncSwitch
 from vocabsync.services.vocabulary_loader import VocabularyLoader
 from vocabsync.services.vocabulary_log import VocabularyLog
 from vocabsync.supervisor import Supervisor
-from vocabsync.vocabulary import FIELDS, Snapshot, TermSet, version_from_snapshot
+from vocabsync.vocabulary import FIELDS, Delta, Snapshot, TermSet, version_from_snapshot
 
 logger = logging.getLogger(__name__)
+
+_Read = TypeVar("_Read")
 
 RESYNC_MESSAGE = "*"
 """Published after a full resync: every field may have changed."""
@@ -445,17 +448,11 @@ class VocabularySyncBridge:
         finished = self.metrics.time_refresh("event")
         started = time.perf_counter()
         try:
-            for _ in range(3):
-                seen = await self._observe(conn, touched, reload)
-                self._failing_link = "redis"
-                try:
-                    delta = await self.writer.write_observation(seen, message=message)
-                except StaleReadError:
-                    continue
-                finally:
-                    self._failing_link = None
-                break
-            else:
+            written, delta = await self._read_then_write(
+                lambda: self._observe(conn, touched, reload),
+                lambda seen: self.writer.write_observation(seen, message=message),
+            )
+            if not written:
                 await self._resync(conn, "resync")
                 finished(True)
                 return
@@ -473,6 +470,24 @@ class VocabularySyncBridge:
             (time.perf_counter() - started) * 1000,
             extra={"action": "published", "version": self.snapshot.version},
         )
+
+    async def _read_then_write(
+        self,
+        read: Callable[[], Awaitable[_Read]],
+        write: Callable[[_Read], Awaitable[Delta | None]],
+    ) -> tuple[bool, Delta | None]:
+        """Read the database, then write what it showed; read again (three times at most) when
+        the log moved past the read meanwhile. Returns (written, the delta written)."""
+        for _ in range(3):
+            seen = await read()
+            self._failing_link = "redis"
+            try:
+                return True, await write(seen)
+            except StaleReadError:
+                continue
+            finally:
+                self._failing_link = None
+        return False, None
 
     async def _observe(
         self, conn: AsyncConn, touched: dict[str, set[str]], reload: set[str]
@@ -497,17 +512,11 @@ class VocabularySyncBridge:
         started = time.perf_counter()
         finished = self.metrics.time_refresh(trigger)
         try:
-            for _ in range(3):
-                loaded = await self.loader.load_on(conn)
-                self._failing_link = "redis"
-                try:
-                    delta = await self.writer.write_full(loaded, message=RESYNC_MESSAGE)
-                except StaleReadError:
-                    continue
-                finally:
-                    self._failing_link = None
-                break
-            else:
+            written, delta = await self._read_then_write(
+                lambda: self.loader.load_on(conn),
+                lambda loaded: self.writer.write_full(loaded, message=RESYNC_MESSAGE),
+            )
+            if not written:
                 raise RedisUnavailableError("the log kept moving ahead of three full reads")
         except Exception:
             finished(False)  # counted in vocabsync_refresh_failures_total; the session ends
