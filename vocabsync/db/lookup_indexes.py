@@ -129,11 +129,14 @@ async def unindexed(conn: AsyncConn, indexes: Sequence[LookupIndex]) -> list[Loo
     return missing
 
 
+_TABLE_SCANS: Final = frozenset({"Seq Scan", "Sample Scan", "Foreign Scan", "Tid Range Scan"})
+"""Plan nodes that read a table without an index (a Bitmap Heap Scan reads through one)."""
+
+
 def _uses_only_indexes(plan: Any) -> bool:
-    """No scan in ``plan`` (EXPLAIN's JSON) reads the table without an index."""
-    nodes = list(_nodes(plan))
-    scans = [n for n in nodes if str(n.get("Node Type", "")).endswith("Scan")]
-    return bool(scans) and all("Index" in str(n.get("Node Type")) for n in scans)
+    """``plan`` (EXPLAIN's JSON) reads the table only through indexes."""
+    types = [str(node.get("Node Type", "")) for node in _nodes(plan)]
+    return any("Index" in t for t in types) and not any(t in _TABLE_SCANS for t in types)
 
 
 def _nodes(plan: Any) -> Iterable[dict[str, Any]]:
