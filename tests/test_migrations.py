@@ -346,7 +346,7 @@ def test_committed_trigger_migrations_equal_renderings() -> None:
     assert "vocabsync_trigger_failures" not in statement + precise
     assert "vocabsync_database_identity" not in statement + precise + failure_log
     assert delta.count("\nCREATE INDEX IF NOT EXISTS ") == 6
-    assert "CREATE INDEX IF" not in render_trigger_sql(DEFAULTS, CHANNEL, mode="delta")
+    assert "\nCREATE INDEX " not in render_trigger_sql(DEFAULTS, CHANNEL, mode="delta")
     with pytest.raises(ValueError, match="unknown function revision"):
         render_trigger_sql(DEFAULTS, CHANNEL, revision=4)
     with pytest.raises(ValueError, match="delta mode needs revision 3"):
