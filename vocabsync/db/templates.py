@@ -28,11 +28,11 @@ def placeholders(name: str) -> frozenset[str]:
     return frozenset(_PLACEHOLDER.findall(load(name)))
 
 
-def render(name: str, **values: str) -> str:
-    """``sql/<name>`` with each ``{{key}}`` replaced by ``values[key]``."""
-    wanted = placeholders(name)
+def render(template: str, /, **values: str) -> str:
+    """``sql/<template>`` with each ``{{key}}`` replaced by ``values[key]``."""
+    wanted = placeholders(template)
     missing = sorted(wanted - values.keys())
     unused = sorted(values.keys() - wanted)
     if missing or unused:
-        raise ValueError(f"template {name}: missing values {missing}, unused values {unused}")
-    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], load(name))
+        raise ValueError(f"template {template}: missing {missing}, unused {unused}")
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], load(template))

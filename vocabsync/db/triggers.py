@@ -11,12 +11,16 @@ Three modes (``VOCABSYNC_TRIGGER_MODE``, ``vocabsync migrate --mode``):
   change a vocabulary column the UPDATE does not name, which an ``UPDATE OF`` trigger would not
   see, so there the trigger fires on every UPDATE and only its WHEN condition filters.
 * ``statement``: the design document's triggers, every statement notifies, UPDATEs included.
-* ``delta``: like precise mode in what notifies, but the payload says which vocabulary values the
-  statement touched (JSON, see :mod:`vocabsync.db.notifications`), so the bridge can look those
-  up instead of reloading whole fields: INSERT and DELETE read them from statement-level
-  transition tables, an UPDATE's changed rows collect theirs in a transaction-local buffer that
-  a statement trigger sends. One notification per statement and table, whatever the row count;
-  too many values (or TRUNCATE) ask for a reload of the columns instead. The lookups need an
+* ``delta``: like precise mode in what notifies, but the payload says which vocabulary values
+  changed (JSON, see :mod:`vocabsync.db.notifications`), so the bridge can look those up instead
+  of reloading whole fields. INSERT and DELETE read the values from statement-level transition
+  tables: one notification per statement, whatever the row count. An UPDATE's row trigger (the
+  same ``UPDATE OF ... WHEN`` as precise mode's) lists the row's old and new values that the
+  transaction has not listed yet, remembered in a transaction-local setting: all of a
+  transaction's notifications are delivered together, at commit, so each value needs saying
+  once, and renaming 5,000 rows from 50 names to one sends 50 notifications, not 5,000. Too
+  many values (more than fit in a notification, or over :data:`MAX_DELTAS_PER_TRANSACTION`
+  notifications), or TRUNCATE, ask for a reload of the columns instead. The lookups need an
   index per vocabulary column (:mod:`vocabsync.db.lookup_indexes`).
 
 Precise and statement modes share the function ``public.notify_vocabulary_change()`` and the
@@ -45,6 +49,7 @@ checks are in :mod:`vocabsync.db.catalogue`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,8 +74,8 @@ IDENTITY_FUNCTION_SIGNATURE: Final = "public.vocabsync_database_identity()"
 reads with every version (revision 3, every mode)."""
 TRIGGER_NAME: Final = "vocabulary_change_trigger"
 """The statement-level trigger on every vocabulary table, in every mode (the design document's
-name): INSERT, DELETE and TRUNCATE in precise mode, plus UPDATE in statement mode; in delta mode
-TRUNCATE, and the end of an UPDATE of the vocabulary columns (it sends what the rows buffered)."""
+name): INSERT, DELETE and TRUNCATE in precise mode, plus UPDATE in statement mode; TRUNCATE alone
+in delta mode."""
 UPDATE_TRIGGER_NAME: Final = "vocabulary_update_trigger"
 """Precise and delta modes' row-level UPDATE trigger, filtered by a WHEN condition on the
 vocabulary columns."""
@@ -82,7 +87,8 @@ TRIGGER_NAMES: Final = (TRIGGER_NAME, UPDATE_TRIGGER_NAME, INSERT_TRIGGER_NAME, 
 """Every trigger name any mode uses: installing one mode drops the names it does not use."""
 NEW_TABLE: Final = "vocabsync_new"
 OLD_TABLE: Final = "vocabsync_old"
-"""The transition tables' names in delta mode's INSERT and DELETE triggers."""
+"""The transition tables' names in delta mode's INSERT and DELETE triggers (the function reads
+them by these names)."""
 DEFAULT_CHANNEL: Final = "vocabulary_changed"
 FAILURE_LOG_TABLE: Final = "public.vocabsync_trigger_failures"
 """Where the functions count the notifies they failed to send, per table (the bridge exports the
@@ -91,13 +97,15 @@ sum as the gauge ``vocabsync_trigger_failures``)."""
 MAX_PAYLOAD_BYTES: Final = 7_800
 """The longest delta payload. NOTIFY refuses 8,000 bytes and more; the bridge's contract is
 under 7,900."""
-MAX_DELTAS_PER_TRANSACTION: Final = 1_000
+MAX_DELTAS_PER_TRANSACTION: Final = 100
 """Notifications listing values per table and transaction; later changes in the transaction to
-that table are announced as one reload. Bounds what one transaction of many statements can put
-in the notification queue (at most about 7.8 MB per table)."""
+that table are announced as reloads (one per set of columns: PostgreSQL sends identical payloads
+of a transaction once). Bounds what a transaction of many statements, or an UPDATE of many rows
+to many new values, puts in the queue and costs the bridge."""
 _LIST_OVERHEAD: Final = 200
 """Room in a payload beside one column's list: the table's and column's names (63 bytes at most
-each) and the JSON around them."""
+each) and the JSON around them. A column's remembered list is kept under the payload limit minus
+this, so that listing it whole would still fit."""
 
 REVISIONS: Final = (1, 2, 3)
 """Revisions of the rendering: 1 only warns on a failed notify (the first two trigger migrations,
@@ -198,8 +206,7 @@ def trigger_specs(
             TriggerSpec(
                 table,
                 TRIGGER_NAME,
-                ("UPDATE", "TRUNCATE"),
-                update_of=update_of,
+                ("TRUNCATE",),
                 function=DELTA_FUNCTION_SIGNATURE,
                 arguments=(table,),
             ),
@@ -274,8 +281,10 @@ def delta_function_body(sources: SourceMap, channel: str) -> str:
 
 def _delta_branch(index: int, table: str, columns: Sequence[str]) -> str:
     quoted = [quote_ident(column) for column in columns]
+    keys = [f"{_json_string(column)}:" for column in columns]
 
-    def lists(transition: str) -> str:
+    def values(transition: str) -> str:
+        """Each distinct value of each column once, and no more than can fit in a payload."""
         return ",\n".join(
             templates.render(
                 "delta_list.sql",
@@ -289,13 +298,30 @@ def _delta_branch(index: int, table: str, columns: Sequence[str]) -> str:
     return templates.render(
         "delta_table.sql",
         table=quote_literal(table),
-        columns="ARRAY[" + ", ".join(quote_literal(column) for column in columns) + "]",
+        columns=_text_array(columns),
+        keys=_text_array(keys),
+        head=quote_literal('{"t":' + _json_string(table)),
         index=str(index),
         old_texts=", ".join(f"OLD.{column}::text" for column in quoted),
         new_texts=", ".join(f"NEW.{column}::text" for column in quoted),
-        inserted_lists=lists(NEW_TABLE),
-        deleted_lists=lists(OLD_TABLE),
+        row_texts=", ".join(f"r.{column}::text" for column in quoted),
+        row_listing=",".join(
+            f"\n                           CASE WHEN pg_catalog.btrim(r.{column}::text,"
+            f" E' \\t\\r\\n') <> ''\n                           THEN {quote_literal(key + '[')}"
+            f" || pg_catalog.to_json(r.{column}::text)::text || ']' END"
+            for column, key in zip(quoted, keys, strict=True)
+        ),
+        inserted_values=values(NEW_TABLE),
+        deleted_values=values(OLD_TABLE),
     )
+
+
+def _json_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _text_array(items: Sequence[str]) -> str:
+    return "ARRAY[" + ", ".join(quote_literal(item) for item in items) + "]"
 
 
 def identity_function_body() -> str:

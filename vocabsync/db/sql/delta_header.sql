@@ -14,19 +14,21 @@
 --                              transition table: the distinct values of the new rows;
 --   vocabulary_delete_trigger  AFTER DELETE, FOR EACH STATEMENT, likewise with the deleted rows;
 --   vocabulary_update_trigger  AFTER UPDATE OF the vocabulary columns, FOR EACH ROW, only WHEN
---                              their text changed: adds the row's old and new values to a
---                              transaction-local buffer (nothing for other UPDATEs);
---   vocabulary_change_trigger  AFTER UPDATE OF the vocabulary columns OR TRUNCATE, FOR EACH
---                              STATEMENT: sends what the UPDATE's rows buffered; TRUNCATE asks
---                              for a reload.
+--                              their text changed (nothing for other UPDATEs): the row's old and
+--                              new values that the transaction has not listed yet (a
+--                              transaction-local setting remembers them; all of a transaction's
+--                              notifications are delivered together, at commit);
+--   vocabulary_change_trigger  AFTER TRUNCATE, FOR EACH STATEMENT: reload the table's columns.
 --
--- So a statement sends at most one notification per table, however many rows it touches. When
--- its values do not fit in one (over {{max_payload_bytes}} bytes; NOTIFY's limit is 8000), the
--- columns with the longest lists are reloaded instead; after {{max_deltas}} notifications listing
--- values for one table in one transaction, the rest of that transaction's changes to the table
--- become one reload. Blank and NULL values are never listed: they are never terms. A failure
--- never fails the write: the function warns, counts it in public.vocabsync_trigger_failures and
--- sends the bare table name instead (reload the table).
+-- So an INSERT or DELETE sends one notification per table however many rows it touches, and an
+-- UPDATE one per row that changes a value not listed before in the transaction (renaming 5,000
+-- rows from 50 names to one sends 50). When a statement's values do not fit in one
+-- notification (over {{max_payload_bytes}} bytes; NOTIFY's limit is 8000), or a transaction's
+-- UPDATEs have listed that much for a column, or after {{max_deltas}} notifications listing
+-- values for one table in one transaction, the columns are reloaded instead. Blank and NULL
+-- values are never listed: they are never terms. A failure never fails the write: the function
+-- warns, counts it in public.vocabsync_trigger_failures and sends the bare table name instead
+-- (reload the table).
 --
 -- The bridge then asks the database which listed values are still present, with index lookups;
 -- the indexes (one per vocabulary column, on its text) are created below with CREATE INDEX IF

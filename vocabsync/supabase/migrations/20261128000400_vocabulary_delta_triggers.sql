@@ -14,19 +14,21 @@
 --                              transition table: the distinct values of the new rows;
 --   vocabulary_delete_trigger  AFTER DELETE, FOR EACH STATEMENT, likewise with the deleted rows;
 --   vocabulary_update_trigger  AFTER UPDATE OF the vocabulary columns, FOR EACH ROW, only WHEN
---                              their text changed: adds the row's old and new values to a
---                              transaction-local buffer (nothing for other UPDATEs);
---   vocabulary_change_trigger  AFTER UPDATE OF the vocabulary columns OR TRUNCATE, FOR EACH
---                              STATEMENT: sends what the UPDATE's rows buffered; TRUNCATE asks
---                              for a reload.
+--                              their text changed (nothing for other UPDATEs): the row's old and
+--                              new values that the transaction has not listed yet (a
+--                              transaction-local setting remembers them; all of a transaction's
+--                              notifications are delivered together, at commit);
+--   vocabulary_change_trigger  AFTER TRUNCATE, FOR EACH STATEMENT: reload the table's columns.
 --
--- So a statement sends at most one notification per table, however many rows it touches. When
--- its values do not fit in one (over 7,800 bytes; NOTIFY's limit is 8000), the
--- columns with the longest lists are reloaded instead; after 1,000 notifications listing
--- values for one table in one transaction, the rest of that transaction's changes to the table
--- become one reload. Blank and NULL values are never listed: they are never terms. A failure
--- never fails the write: the function warns, counts it in public.vocabsync_trigger_failures and
--- sends the bare table name instead (reload the table).
+-- So an INSERT or DELETE sends one notification per table however many rows it touches, and an
+-- UPDATE one per row that changes a value not listed before in the transaction (renaming 5,000
+-- rows from 50 names to one sends 50). When a statement's values do not fit in one
+-- notification (over 7,800 bytes; NOTIFY's limit is 8000), or a transaction's
+-- UPDATEs have listed that much for a column, or after 100 notifications listing
+-- values for one table in one transaction, the columns are reloaded instead. Blank and NULL
+-- values are never listed: they are never terms. A failure never fails the write: the function
+-- warns, counts it in public.vocabsync_trigger_failures and sends the bare table name instead
+-- (reload the table).
 --
 -- The bridge then asks the database which listed values are still present, with index lookups;
 -- the indexes (one per vocabulary column, on its text) are created below with CREATE INDEX IF
@@ -115,13 +117,18 @@ AS $function$
 DECLARE
     -- Set by the table's branch (TG_ARGV[0] is the table's name in VOCABSYNC_SOURCES):
     cols text[];             -- the table's vocabulary columns, in mapping order
+    keys text[];             -- the same as JSON object keys: '"column":'
+    head text;               -- '{"t":"<table>"'
     guc text;                -- prefix of the table's transaction-local settings
-    olds text[];             -- row-level UPDATE: the columns' old and new text
-    news text[];
-    lists text[];            -- INSERT, DELETE: per column, its distinct values as a JSON array
+    olds text[];             -- UPDATE: the row's old text, per column
+    news text[];             -- UPDATE: the row's new text; INSERT, DELETE: the first row's
+    n bigint;                -- INSERT, DELETE: rows in the transition table (NULL: none)
     -- Shared:
-    buffer text;
+    lists text[] := '{}';    -- per column, the values to list as a JSON array (NULL: none)
+    listing text;            -- the "c" object's members: '"column":[...],...'
+    seen text;
     item text;
+    fresh text;
     val text;
     sent integer;
     longest integer;
@@ -131,174 +138,293 @@ DECLARE
     payload text;
 BEGIN
     BEGIN
-        CASE TG_ARGV[0]  -- the payload's "t"
+        CASE TG_ARGV[0]
         WHEN 'Project' THEN
             cols := ARRAY['project_name', 'location'];
+            keys := ARRAY['"project_name":', '"location":'];
+            head := '{"t":"Project"';
             guc := 'vocabsync.delta_0_';
             IF TG_LEVEL = 'ROW' THEN
                 olds := ARRAY[OLD."project_name"::text, OLD."location"::text];
                 news := ARRAY[NEW."project_name"::text, NEW."location"::text];
             ELSIF TG_OP = 'INSERT' THEN
-                lists := ARRAY[
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."project_name"::text COLLATE "C" FROM vocabsync_new AS r
-                        WHERE pg_catalog.btrim(r."project_name"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text,
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."location"::text COLLATE "C" FROM vocabsync_new AS r
-                        WHERE pg_catalog.btrim(r."location"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text];
+                SELECT ARRAY[r."project_name"::text, r."location"::text], (SELECT count(*) FROM vocabsync_new),
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."project_name"::text, E' \t\r\n') <> ''
+                           THEN '"project_name":[' || pg_catalog.to_json(r."project_name"::text)::text || ']' END,
+                           CASE WHEN pg_catalog.btrim(r."location"::text, E' \t\r\n') <> ''
+                           THEN '"location":[' || pg_catalog.to_json(r."location"::text)::text || ']' END), '')
+                INTO news, n, listing
+                FROM vocabsync_new AS r LIMIT 1;
+                IF n > 1 THEN  -- several rows: each value once, and no more than can be sent
+                    listing := NULL;
+                    lists := ARRAY[
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."project_name"::text COLLATE "C" FROM vocabsync_new AS v
+                            WHERE pg_catalog.btrim(v."project_name"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]'),
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."location"::text COLLATE "C" FROM vocabsync_new AS v
+                            WHERE pg_catalog.btrim(v."location"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]')];
+                END IF;
             ELSIF TG_OP = 'DELETE' THEN
-                lists := ARRAY[
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."project_name"::text COLLATE "C" FROM vocabsync_old AS r
-                        WHERE pg_catalog.btrim(r."project_name"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text,
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."location"::text COLLATE "C" FROM vocabsync_old AS r
-                        WHERE pg_catalog.btrim(r."location"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text];
+                SELECT ARRAY[r."project_name"::text, r."location"::text], (SELECT count(*) FROM vocabsync_old),
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."project_name"::text, E' \t\r\n') <> ''
+                           THEN '"project_name":[' || pg_catalog.to_json(r."project_name"::text)::text || ']' END,
+                           CASE WHEN pg_catalog.btrim(r."location"::text, E' \t\r\n') <> ''
+                           THEN '"location":[' || pg_catalog.to_json(r."location"::text)::text || ']' END), '')
+                INTO news, n, listing
+                FROM vocabsync_old AS r LIMIT 1;
+                IF n > 1 THEN
+                    listing := NULL;
+                    lists := ARRAY[
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."project_name"::text COLLATE "C" FROM vocabsync_old AS v
+                            WHERE pg_catalog.btrim(v."project_name"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]'),
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."location"::text COLLATE "C" FROM vocabsync_old AS v
+                            WHERE pg_catalog.btrim(v."location"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]')];
+                END IF;
             END IF;
         WHEN 'Expenses' THEN
             cols := ARRAY['file_name'];
+            keys := ARRAY['"file_name":'];
+            head := '{"t":"Expenses"';
             guc := 'vocabsync.delta_1_';
             IF TG_LEVEL = 'ROW' THEN
                 olds := ARRAY[OLD."file_name"::text];
                 news := ARRAY[NEW."file_name"::text];
             ELSIF TG_OP = 'INSERT' THEN
-                lists := ARRAY[
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."file_name"::text COLLATE "C" FROM vocabsync_new AS r
-                        WHERE pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text];
+                SELECT ARRAY[r."file_name"::text], (SELECT count(*) FROM vocabsync_new),
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
+                INTO news, n, listing
+                FROM vocabsync_new AS r LIMIT 1;
+                IF n > 1 THEN  -- several rows: each value once, and no more than can be sent
+                    listing := NULL;
+                    lists := ARRAY[
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."file_name"::text COLLATE "C" FROM vocabsync_new AS v
+                            WHERE pg_catalog.btrim(v."file_name"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]')];
+                END IF;
             ELSIF TG_OP = 'DELETE' THEN
-                lists := ARRAY[
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."file_name"::text COLLATE "C" FROM vocabsync_old AS r
-                        WHERE pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text];
+                SELECT ARRAY[r."file_name"::text], (SELECT count(*) FROM vocabsync_old),
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
+                INTO news, n, listing
+                FROM vocabsync_old AS r LIMIT 1;
+                IF n > 1 THEN
+                    listing := NULL;
+                    lists := ARRAY[
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."file_name"::text COLLATE "C" FROM vocabsync_old AS v
+                            WHERE pg_catalog.btrim(v."file_name"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]')];
+                END IF;
             END IF;
         WHEN 'CashFlow' THEN
             cols := ARRAY['file_name'];
+            keys := ARRAY['"file_name":'];
+            head := '{"t":"CashFlow"';
             guc := 'vocabsync.delta_2_';
             IF TG_LEVEL = 'ROW' THEN
                 olds := ARRAY[OLD."file_name"::text];
                 news := ARRAY[NEW."file_name"::text];
             ELSIF TG_OP = 'INSERT' THEN
-                lists := ARRAY[
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."file_name"::text COLLATE "C" FROM vocabsync_new AS r
-                        WHERE pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text];
+                SELECT ARRAY[r."file_name"::text], (SELECT count(*) FROM vocabsync_new),
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
+                INTO news, n, listing
+                FROM vocabsync_new AS r LIMIT 1;
+                IF n > 1 THEN  -- several rows: each value once, and no more than can be sent
+                    listing := NULL;
+                    lists := ARRAY[
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."file_name"::text COLLATE "C" FROM vocabsync_new AS v
+                            WHERE pg_catalog.btrim(v."file_name"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]')];
+                END IF;
             ELSIF TG_OP = 'DELETE' THEN
-                lists := ARRAY[
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."file_name"::text COLLATE "C" FROM vocabsync_old AS r
-                        WHERE pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text];
+                SELECT ARRAY[r."file_name"::text], (SELECT count(*) FROM vocabsync_old),
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
+                INTO news, n, listing
+                FROM vocabsync_old AS r LIMIT 1;
+                IF n > 1 THEN
+                    listing := NULL;
+                    lists := ARRAY[
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."file_name"::text COLLATE "C" FROM vocabsync_old AS v
+                            WHERE pg_catalog.btrim(v."file_name"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]')];
+                END IF;
             END IF;
         WHEN 'ExpensesColumn' THEN
             cols := ARRAY['column_name'];
+            keys := ARRAY['"column_name":'];
+            head := '{"t":"ExpensesColumn"';
             guc := 'vocabsync.delta_3_';
             IF TG_LEVEL = 'ROW' THEN
                 olds := ARRAY[OLD."column_name"::text];
                 news := ARRAY[NEW."column_name"::text];
             ELSIF TG_OP = 'INSERT' THEN
-                lists := ARRAY[
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."column_name"::text COLLATE "C" FROM vocabsync_new AS r
-                        WHERE pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text];
+                SELECT ARRAY[r."column_name"::text], (SELECT count(*) FROM vocabsync_new),
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
+                INTO news, n, listing
+                FROM vocabsync_new AS r LIMIT 1;
+                IF n > 1 THEN  -- several rows: each value once, and no more than can be sent
+                    listing := NULL;
+                    lists := ARRAY[
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."column_name"::text COLLATE "C" FROM vocabsync_new AS v
+                            WHERE pg_catalog.btrim(v."column_name"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]')];
+                END IF;
             ELSIF TG_OP = 'DELETE' THEN
-                lists := ARRAY[
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."column_name"::text COLLATE "C" FROM vocabsync_old AS r
-                        WHERE pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text];
+                SELECT ARRAY[r."column_name"::text], (SELECT count(*) FROM vocabsync_old),
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
+                INTO news, n, listing
+                FROM vocabsync_old AS r LIMIT 1;
+                IF n > 1 THEN
+                    listing := NULL;
+                    lists := ARRAY[
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."column_name"::text COLLATE "C" FROM vocabsync_old AS v
+                            WHERE pg_catalog.btrim(v."column_name"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]')];
+                END IF;
             END IF;
         WHEN 'CashFlowColumn' THEN
             cols := ARRAY['column_name'];
+            keys := ARRAY['"column_name":'];
+            head := '{"t":"CashFlowColumn"';
             guc := 'vocabsync.delta_4_';
             IF TG_LEVEL = 'ROW' THEN
                 olds := ARRAY[OLD."column_name"::text];
                 news := ARRAY[NEW."column_name"::text];
             ELSIF TG_OP = 'INSERT' THEN
-                lists := ARRAY[
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."column_name"::text COLLATE "C" FROM vocabsync_new AS r
-                        WHERE pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text];
+                SELECT ARRAY[r."column_name"::text], (SELECT count(*) FROM vocabsync_new),
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
+                INTO news, n, listing
+                FROM vocabsync_new AS r LIMIT 1;
+                IF n > 1 THEN  -- several rows: each value once, and no more than can be sent
+                    listing := NULL;
+                    lists := ARRAY[
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."column_name"::text COLLATE "C" FROM vocabsync_new AS v
+                            WHERE pg_catalog.btrim(v."column_name"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]')];
+                END IF;
             ELSIF TG_OP = 'DELETE' THEN
-                lists := ARRAY[
-                    pg_catalog.to_json(ARRAY(
-                        SELECT DISTINCT r."column_name"::text COLLATE "C" FROM vocabsync_old AS r
-                        WHERE pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
-                        LIMIT 1951))::text];
+                SELECT ARRAY[r."column_name"::text], (SELECT count(*) FROM vocabsync_old),
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
+                INTO news, n, listing
+                FROM vocabsync_old AS r LIMIT 1;
+                IF n > 1 THEN
+                    listing := NULL;
+                    lists := ARRAY[
+                        nullif(pg_catalog.to_json(ARRAY(
+                            SELECT DISTINCT v."column_name"::text COLLATE "C" FROM vocabsync_old AS v
+                            WHERE pg_catalog.btrim(v."column_name"::text, E' \t\r\n') <> ''
+                            LIMIT 1951))::text, '[]')];
+                END IF;
             END IF;
         END CASE;
 
         IF TG_LEVEL = 'ROW' THEN
-            -- UPDATE, once per row whose vocabulary text changed (the trigger's WHEN): add the
-            -- old and new values of each changed column to that column's buffer, a
-            -- transaction-local setting holding ',"v1","v2",' (JSON strings, each once), or '!'
-            -- once it holds too much to send, for a reload. The statement trigger sends it.
+            -- An UPDATE changed this row's vocabulary text (the trigger's WHEN). List the old
+            -- and new values of each changed column that the transaction has not listed yet:
+            -- all its notifications are delivered together, at commit, so once is enough. The
+            -- column's transaction-local setting holds what was listed, ',"v1","v2",' (JSON
+            -- strings), or '!' once a reload of the column is on its way (the list grew too
+            -- long, or too many notifications): then there is nothing more to say about it.
             FOR i IN 1 .. pg_catalog.array_length(cols, 1) LOOP
                 CONTINUE WHEN olds[i] COLLATE "C" IS NOT DISTINCT FROM news[i];
-                buffer := pg_catalog.current_setting(guc || i, true);
-                CONTINUE WHEN buffer = '!';
-                buffer := coalesce(nullif(buffer, ''), ',');
+                seen := coalesce(nullif(pg_catalog.current_setting(guc || i, true), ''), ',');
+                CONTINUE WHEN seen = '!';
+                fresh := NULL;
                 FOREACH val IN ARRAY ARRAY[olds[i], news[i]] LOOP
                     CONTINUE WHEN val IS NULL OR pg_catalog.btrim(val, E' \t\r\n') = '';
-                    item := pg_catalog.to_json(val)::text || ',';
-                    IF pg_catalog.strpos(buffer, ',' || item) = 0 THEN
-                        buffer := buffer || item;
+                    item := pg_catalog.to_json(val)::text;
+                    IF pg_catalog.strpos(seen, ',' || item || ',') = 0 THEN
+                        seen := seen || item || ',';
+                        fresh := pg_catalog.concat_ws(',', fresh, item);
                     END IF;
                 END LOOP;
-                IF pg_catalog.octet_length(buffer) > 7600 THEN
-                    buffer := '!';
-                END IF;
-                IF buffer <> ',' THEN
-                    PERFORM pg_catalog.set_config(guc || i, buffer, true);
-                END IF;
-            END LOOP;
-            RETURN NULL;
-        END IF;
-
-        IF TG_OP = 'UPDATE' THEN
-            -- The end of an UPDATE statement: take what its rows put in the buffers.
-            lists := '{}';
-            FOR i IN 1 .. pg_catalog.array_length(cols, 1) LOOP
-                buffer := pg_catalog.current_setting(guc || i, true);
-                IF buffer = '!' THEN
+                CONTINUE WHEN fresh IS NULL;
+                IF pg_catalog.octet_length(seen) > 7600 THEN
                     reload := reload || cols[i];
-                ELSIF pg_catalog.length(buffer) > 1 THEN
-                    lists[i] := '[' || pg_catalog.substr(buffer, 2, pg_catalog.length(buffer) - 2) || ']';
-                END IF;
-                IF buffer <> '' THEN
-                    PERFORM pg_catalog.set_config(guc || i, '', true);
+                ELSE
+                    PERFORM pg_catalog.set_config(guc || i, seen, true);
+                    lists[i] := '[' || fresh || ']';
+                    listing := pg_catalog.concat_ws(',', listing, keys[i] || lists[i]);
                 END IF;
             END LOOP;
         ELSIF TG_OP = 'TRUNCATE' THEN
             reload := cols;
+        ELSIF n > 1 THEN
+            -- INSERT or DELETE of several rows: the branch listed each column's values.
+            FOR i IN 1 .. pg_catalog.array_length(cols, 1) LOOP
+                CONTINUE WHEN lists[i] IS NULL;
+                listing := pg_catalog.concat_ws(',', listing, keys[i] || lists[i]);
+            END LOOP;
         END IF;
+        -- (INSERT or DELETE of one row: the branch read its values into news and listing.)
 
-        FOR i IN 1 .. pg_catalog.array_length(cols, 1) LOOP
-            CONTINUE WHEN lists[i] IS NULL OR lists[i] = '[]' OR cols[i] = ANY (reload);
-            parts := parts || (pg_catalog.to_json(cols[i])::text || ':' || lists[i]);
-            listed := listed || cols[i];
-        END LOOP;
-        IF parts <> '{}' THEN
-            -- At most 1000 notifications listing values per table and transaction;
-            -- after that, one reload (identical payloads of a transaction are sent once).
-            sent := coalesce(nullif(pg_catalog.current_setting(guc || 'n', true), ''), '0')::integer;
-            IF sent >= 1000 THEN
-                reload := reload || listed;
-                parts := '{}';
-                listed := '{}';
+        IF listing IS NULL AND reload = '{}' THEN
+            RETURN NULL;  -- nothing to say: no row, only NULL or blank values, or said already
+        ELSIF reload = '{}' THEN
+            -- The usual case: the values fit, and the transaction has not sent too many.
+            payload := head || ',"c":{' || listing || '}}';
+            sent := coalesce(nullif(pg_catalog.current_setting(guc || 'n', true), ''),
+                             '0')::integer;
+            IF pg_catalog.octet_length(payload) <= 7800
+               AND sent < 100 THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', payload);
+                PERFORM pg_catalog.set_config(guc || 'n', (sent + 1)::text, true);
+                RETURN NULL;
             END IF;
         END IF;
+
+        IF n = 1 THEN
+            lists := '{}';
+            FOR i IN 1 .. pg_catalog.array_length(cols, 1) LOOP
+                CONTINUE WHEN news[i] IS NULL OR pg_catalog.btrim(news[i], E' \t\r\n') = '';
+                lists[i] := '[' || pg_catalog.to_json(news[i])::text || ']';
+            END LOOP;
+        END IF;
+        FOR i IN 1 .. pg_catalog.array_length(cols, 1) LOOP
+            CONTINUE WHEN lists[i] IS NULL OR cols[i] = ANY (reload);
+            parts := parts || (keys[i] || lists[i]);
+            listed := listed || cols[i];
+        END LOOP;
+        -- At most 100 notifications listing values per table and transaction; after
+        -- that, reloads.
+        sent := coalesce(nullif(pg_catalog.current_setting(guc || 'n', true), ''), '0')::integer;
+        IF sent >= 100 THEN
+            reload := reload || listed;
+            parts := '{}';
+            listed := '{}';
+        END IF;
         LOOP
-            payload := '{"t":' || pg_catalog.to_json(TG_ARGV[0])::text
+            payload := head
                 || CASE WHEN parts = '{}' THEN ''
                         ELSE ',"c":{' || pg_catalog.array_to_string(parts, ',') || '}' END
                 || CASE WHEN reload = '{}' THEN ''
@@ -314,12 +440,15 @@ BEGIN
             parts := parts[:longest - 1] || parts[longest + 1:];
             listed := listed[:longest - 1] || listed[longest + 1:];
         END LOOP;
+        FOR i IN 1 .. pg_catalog.array_length(cols, 1) LOOP
+            IF cols[i] = ANY (reload) THEN
+                PERFORM pg_catalog.set_config(guc || i, '!', true);
+            END IF;
+        END LOOP;
         IF parts <> '{}' THEN
             PERFORM pg_catalog.set_config(guc || 'n', (sent + 1)::text, true);
         END IF;
-        IF parts <> '{}' OR reload <> '{}' THEN
-            PERFORM pg_catalog.pg_notify('vocabulary_changed', payload);
-        END IF;
+        PERFORM pg_catalog.pg_notify('vocabulary_changed', payload);
     EXCEPTION WHEN OTHERS THEN
         -- A failure must never fail the write: warn, count it, ask for a reload, carry on.
         RAISE WARNING 'vocabsync: failed to notify vocabulary change on %: %',
@@ -337,14 +466,8 @@ BEGIN
             NULL;
         END;
         BEGIN
-            IF TG_LEVEL = 'ROW' THEN
-                FOR i IN 1 .. pg_catalog.array_length(cols, 1) LOOP
-                    PERFORM pg_catalog.set_config(guc || i, '!', true);
-                END LOOP;
-            ELSE
-                -- The bare table name: the bridge reloads all of the table's fields.
-                PERFORM pg_catalog.pg_notify('vocabulary_changed', TG_ARGV[0]);
-            END IF;
+            -- The bare table name: the bridge reloads all of the table's fields.
+            PERFORM pg_catalog.pg_notify('vocabulary_changed', TG_ARGV[0]);
         EXCEPTION WHEN OTHERS THEN
             NULL;
         END;
@@ -373,7 +496,7 @@ CREATE OR REPLACE TRIGGER vocabulary_update_trigger
     EXECUTE FUNCTION public.vocabsync_notify_delta('Project');
 
 CREATE OR REPLACE TRIGGER vocabulary_change_trigger
-    AFTER UPDATE OF "project_name", "location" OR TRUNCATE ON "Project"
+    AFTER TRUNCATE ON "Project"
     FOR EACH STATEMENT
     EXECUTE FUNCTION public.vocabsync_notify_delta('Project');
 
@@ -397,7 +520,7 @@ CREATE OR REPLACE TRIGGER vocabulary_update_trigger
     EXECUTE FUNCTION public.vocabsync_notify_delta('Expenses');
 
 CREATE OR REPLACE TRIGGER vocabulary_change_trigger
-    AFTER UPDATE OF "file_name" OR TRUNCATE ON "Expenses"
+    AFTER TRUNCATE ON "Expenses"
     FOR EACH STATEMENT
     EXECUTE FUNCTION public.vocabsync_notify_delta('Expenses');
 
@@ -421,7 +544,7 @@ CREATE OR REPLACE TRIGGER vocabulary_update_trigger
     EXECUTE FUNCTION public.vocabsync_notify_delta('CashFlow');
 
 CREATE OR REPLACE TRIGGER vocabulary_change_trigger
-    AFTER UPDATE OF "file_name" OR TRUNCATE ON "CashFlow"
+    AFTER TRUNCATE ON "CashFlow"
     FOR EACH STATEMENT
     EXECUTE FUNCTION public.vocabsync_notify_delta('CashFlow');
 
@@ -445,7 +568,7 @@ CREATE OR REPLACE TRIGGER vocabulary_update_trigger
     EXECUTE FUNCTION public.vocabsync_notify_delta('ExpensesColumn');
 
 CREATE OR REPLACE TRIGGER vocabulary_change_trigger
-    AFTER UPDATE OF "column_name" OR TRUNCATE ON "ExpensesColumn"
+    AFTER TRUNCATE ON "ExpensesColumn"
     FOR EACH STATEMENT
     EXECUTE FUNCTION public.vocabsync_notify_delta('ExpensesColumn');
 
@@ -469,7 +592,7 @@ CREATE OR REPLACE TRIGGER vocabulary_update_trigger
     EXECUTE FUNCTION public.vocabsync_notify_delta('CashFlowColumn');
 
 CREATE OR REPLACE TRIGGER vocabulary_change_trigger
-    AFTER UPDATE OF "column_name" OR TRUNCATE ON "CashFlowColumn"
+    AFTER TRUNCATE ON "CashFlowColumn"
     FOR EACH STATEMENT
     EXECUTE FUNCTION public.vocabsync_notify_delta('CashFlowColumn');
 
