@@ -806,9 +806,7 @@ async def test_rollback_removes_everything_and_migrate_reinstalls(
     for name in TRIGGER_NAMES:
         assert await tables_with_trigger(pg_url, name) == []
     for function in (FUNCTION_SIGNATURE, DELTA_FUNCTION_SIGNATURE):
-        assert await fetch_all(pg_url, "SELECT to_regprocedure(%s)::text", (function,)) == [
-            (None,)
-        ]
+        assert await fetch_all(pg_url, "SELECT to_regprocedure(%s)::text", (function,)) == [(None,)]
     result = await check(settings)
     assert not result.ok
     assert result.installed_mode is None
