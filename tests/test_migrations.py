@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings as hyp_settings, strategies 
 from psycopg import sql
 
 from vocabsync.config import Settings
+from vocabsync.db.lookup_indexes import lookup_indexes
 from vocabsync.db.migrate import (
     MIGRATIONS_DIR_ENV,
     check,
@@ -1433,3 +1434,110 @@ def test_property_failing_trigger_never_fails_the_write(
         if w.startswith(f"vocabsync: failed to notify vocabulary change on {table}:")
     ]
     assert bool(failed) == notifies, warnings
+
+
+# --- Delta mode's lookup indexes -----------------------------------------------------------------
+
+INDEX_NAMES = [index.name for index in lookup_indexes(DEFAULTS)]
+
+
+async def index_state(url: str) -> dict[str, bool]:
+    """Our lookup indexes that exist, and whether each is valid."""
+    rows = await fetch_all(
+        url,
+        "SELECT c.relname::text, i.indisvalid FROM pg_index i"
+        " JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = ANY(%s)",
+        (INDEX_NAMES,),
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+async def test_delta_migrate_builds_the_lookup_indexes_once(pg_url: str) -> None:
+    settings = make_settings(pg_url, trigger_mode="delta")
+    report = await migrate(settings)
+    assert report.indexes_built == INDEX_NAMES
+    assert INDEX_NAMES[:2] == ["Project_project_name_vocabsync", "Project_location_vocabsync"]
+    assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
+    assert (report.check.ok, report.check.index_problems) == (True, [])
+    again = await migrate(settings)
+    assert (again.indexes_built, again.repaired) == ([], False)
+
+    # Precise and statement modes do not need them (and leave them where they are).
+    assert (await check(make_settings(pg_url, trigger_mode="delta"))).ok
+    assert (await migrate(make_settings(pg_url))).indexes_built == []
+    await execute(pg_url, *(f'DROP INDEX "{name}"' for name in INDEX_NAMES))
+    assert (await check(make_settings(pg_url))).ok
+
+
+async def test_concurrent_delta_migrations_build_each_index_once(pg_url: str) -> None:
+    settings = make_settings(pg_url, trigger_mode="delta")
+    first, second = await asyncio.gather(migrate(settings), migrate(settings))
+    assert sorted(first.indexes_built + second.indexes_built) == sorted(INDEX_NAMES)
+    assert first.check.ok
+    assert second.check.ok
+    assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
+
+
+async def test_check_names_a_missing_or_invalid_index_and_migrate_rebuilds_it(
+    pg_url: str,
+) -> None:
+    settings = make_settings(pg_url, trigger_mode="delta")
+    await migrate(settings)
+    await execute(pg_url, 'DROP INDEX "Project_location_vocabsync"')
+    result = await check(settings)
+    assert (
+        result.problems
+        == result.index_problems
+        == [
+            'no index serves the lookups of "Project"."location" (project_locations): `vocabsync '
+            'migrate` builds "Project_location_vocabsync" (CREATE INDEX CONCURRENTLY)'
+        ]
+    )
+    assert not result.needs_reinstall
+    report = await migrate(settings)
+    assert (report.indexes_built, report.repaired) == (["Project_location_vocabsync"], False)
+
+    # What a failed CREATE INDEX CONCURRENTLY leaves: an INVALID index, which serves nothing.
+    await execute(
+        pg_url,
+        "UPDATE pg_index SET indisvalid = false"
+        """ WHERE indexrelid = '"CashFlow_file_name_vocabsync"'::regclass""",
+    )
+    assert [i.name for i in (await check(settings)).missing_indexes] == [
+        "CashFlow_file_name_vocabsync"
+    ]
+    assert (await migrate(settings)).indexes_built == ["CashFlow_file_name_vocabsync"]
+    assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
+
+
+async def test_an_index_the_table_has_already_serves(pg_url: str) -> None:
+    """A unique constraint on the name (say) serves the lookups: no second index."""
+    await migrate(make_settings(pg_url))
+    await execute(pg_url, 'CREATE UNIQUE INDEX own_name ON "ExpensesColumn" (column_name)')
+    report = await migrate(make_settings(pg_url, trigger_mode="delta"))
+    assert "ExpensesColumn_column_name_vocabsync" not in report.indexes_built
+    assert len(report.indexes_built) == len(INDEX_NAMES) - 1
+    assert report.check.ok
+
+
+async def test_custom_mapping_indexes_the_texts_of_other_types(pg_url: str) -> None:
+    """A column that is not text is looked up by its text: the index is on (column::text)."""
+    await execute(pg_url, 'CREATE TABLE "Codes" (code numeric, name varchar(20))')
+    sources = {name: "Codes.name" for name in CUSTOM_SOURCES}
+    sources["expense_categories"] = "Codes.code"
+    settings = make_settings(pg_url, sources=sources, trigger_mode="delta")
+    report = await migrate(settings)
+    assert report.indexes_built == ["Codes_name_vocabsync", "Codes_code_vocabsync"]
+    rows = await fetch_all(pg_url, "SELECT pg_get_indexdef('\"Codes_code_vocabsync\"'::regclass)")
+    assert "((code)::text)" in rows[0][0]
+
+
+async def test_rollback_keeps_the_indexes_and_the_identity(pg_url: str) -> None:
+    await migrate(make_settings(pg_url, trigger_mode="delta"))
+    await execute(pg_url, ROLLBACK_FILE.read_text(encoding="utf-8"))
+    assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
+    assert await fetch_all(
+        pg_url, "SELECT to_regprocedure('public.vocabsync_database_identity()') IS NOT NULL"
+    ) == [(True,)]
+    for name in TRIGGER_NAMES:
+        assert await tables_with_delta_trigger(pg_url, name) == []
