@@ -104,8 +104,8 @@ of a transaction once). Bounds what a transaction of many statements, or an UPDA
 to many new values, puts in the queue and costs the bridge."""
 _LIST_OVERHEAD: Final = 200
 """Room in a payload beside one column's list: the table's and column's names (63 bytes at most
-each) and the JSON around them. A column's remembered list is kept under the payload limit minus
-this, so that listing it whole would still fit."""
+each) and the JSON around them. What a transaction's UPDATEs remember having listed for a column
+is kept under :data:`MAX_PAYLOAD_BYTES` minus this; past it, the column is reloaded instead."""
 
 REVISIONS: Final = (1, 2, 3)
 """Revisions of the rendering: 1 only warns on a failed notify (the first two trigger migrations,

@@ -69,7 +69,7 @@ BEGIN
     -- The cluster: pg_control's system identifier (initdb draws it; a physical copy keeps it).
     BEGIN
         SELECT c.system_identifier::text INTO system_id FROM pg_catalog.pg_control_system() AS c;
-    EXCEPTION WHEN insufficient_privilege THEN
+    EXCEPTION WHEN OTHERS THEN  -- not allowed (a provider revoked it): go without
         system_id := '';
     END;
     -- Its history: the timeline, which promotion and point-in-time recovery increment.
@@ -80,7 +80,7 @@ BEGIN
             timeline := pg_catalog.int4(('x' || pg_catalog.substr(
                 pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32))::text;
         END IF;
-    EXCEPTION WHEN insufficient_privilege THEN
+    EXCEPTION WHEN OTHERS THEN  -- not allowed (a provider revoked it): go without
         timeline := '';
     END;
     -- The database (another one in the same cluster, or a copy made with CREATE DATABASE), and
@@ -92,8 +92,8 @@ BEGIN
         (SELECT d.oid FROM pg_catalog.pg_database AS d
          WHERE d.datname = pg_catalog.current_database()),
         'public.vocabsync_database_identity()'::pg_catalog.regprocedure::pg_catalog.oid,
-        pg_catalog.obj_description(
-            'public.vocabsync_database_identity()'::pg_catalog.regprocedure, 'pg_proc'));
+        coalesce(pg_catalog.obj_description(
+            'public.vocabsync_database_identity()'::pg_catalog.regprocedure, 'pg_proc'), ''));
 END;
 $function$;
 
