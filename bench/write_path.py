@@ -9,6 +9,9 @@ variant, each migrated with the real migrations and seeded with the same "Projec
   precise    vocabsync's default: UPDATEs notify only when a vocabulary column's text changed
   when_only  precise mode as installed on a table with BEFORE UPDATE row triggers: the UPDATE
              trigger without its UPDATE OF column list, so every UPDATE prepares its WHEN
+  delta      delta mode: notifies like precise, with the touched values (transition tables for
+             INSERT and DELETE, a row trigger buffering UPDATEs), plus its lookup indexes
+  indexes    no triggers, but delta mode's lookup indexes: what the indexes alone cost
 
 Then runs pgbench with custom scripts, interleaved in one run (every repetition visits every
 workload x clients x variant cell, in rotating variant order, after a CHECKPOINT), and prints the
@@ -17,12 +20,14 @@ repetition's back-to-back runs, which share whatever else the machine was doing 
 
   insert  single-row INSERT INTO "Project" (a new project: a vocabulary change)
   update  single-row UPDATE of "Project".budget and updated_at (never a vocabulary change)
+  rename  single-row UPDATE of "Project".location (a vocabulary change)
 
 Then it measures, without pgbench, what throughput hides while the disk is the bottleneck: the
-server time of a single-row UPDATE of "budget" in a PL/pgSQL loop (the triggers' CPU cost).
-Finally it times one UPDATE that renames many rows in one statement and counts the
-notifications it sends: precise mode's trigger fires per changed row, and PostgreSQL folds the
-identical notifications of a transaction into one.
+server time of single-row statements in a PL/pgSQL loop, each committed (without waiting for
+the WAL flush), which is the triggers' CPU cost. Finally it times one UPDATE that renames many
+rows and one INSERT of many rows, each one statement, and counts the notifications they send:
+precise mode's trigger fires per changed row, and PostgreSQL folds the identical notifications
+of a transaction into one; delta mode sends one per statement.
 
     .venv/bin/python bench/write_path.py                      # about 5 minutes
     .venv/bin/python bench/write_path.py --duration 1 --reps 1 --clients 1,16   # a quick look
@@ -53,8 +58,8 @@ from vocabsync.db.migrate import migrate
 from vocabsync.db.triggers import DEFAULT_CHANNEL, render_rollback_sql, render_trigger_sql
 from vocabsync.local.servers import LocalPostgres, find_system_postgres_bin_dir
 
-VARIANTS = ("none", "statement", "precise", "when_only")
-WORKLOADS = ("insert", "update")
+VARIANTS = ("none", "statement", "precise", "when_only", "delta", "indexes")
+WORKLOADS = ("insert", "update", "rename")
 DURABLE = {
     "fsync": "on",
     "synchronous_commit": "on",
@@ -76,6 +81,11 @@ SCRIPTS = {
     "update": (
         "\\set id random(1, {rows})\n"
         'UPDATE "Project" SET budget = budget + 1, updated_at = now() WHERE id = :id;\n'
+    ),
+    "rename": (
+        "\\set id random(1, {rows})\n"
+        "\\set n random(1, 1000000)\n"
+        "UPDATE \"Project\" SET location = 'Renamed site ' || :n WHERE id = :id;\n"
     ),
 }
 TPS = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.MULTILINE)
@@ -116,11 +126,13 @@ def prepare(server: LocalPostgres, variant: str, rows: int) -> str:
     with psycopg.connect(server.url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = server.url_for(name)
-    mode = "statement" if variant == "statement" else "precise"
+    mode = variant if variant in ("statement", "delta") else "precise"
+    if variant == "indexes":
+        mode = "delta"
     settings = Settings(database_url=url, trigger_mode=mode, _env_file=None)
     asyncio.run(migrate(settings))
     with psycopg.connect(url, autocommit=True) as conn:
-        if variant == "none":
+        if variant in ("none", "indexes"):  # migrate + rollback: no triggers (none: no indexes)
             conn.execute(render_rollback_sql(settings.sources).encode())
         if variant == "when_only":  # what migrate renders for a table with BEFORE triggers
             sql_text = render_trigger_sql(
@@ -223,64 +235,103 @@ def notifications_after(listener: psycopg.Connection[Any], writer: psycopg.Conne
     raise SystemExit("the sentinel notification did not arrive within 10 s")
 
 
-UPDATE_LOOP = """
+LOOP = """
 DO $$
 BEGIN
     FOR i IN 1..{n} LOOP
-        UPDATE "Project" SET budget = budget + 1, updated_at = now()
-        WHERE id = 1 + (i * 7919) % {rows};
+        {statement};
+        COMMIT;
     END LOOP;
 END
 $$"""
+LOOPED = {
+    "update": 'UPDATE "Project" SET budget = budget + 1, updated_at = now()'
+    " WHERE id = 1 + (i * 7919) % {rows}",
+    "insert": "INSERT INTO \"Project\" (project_name, location) VALUES ('Loop ' || i, 'Loop site')",
+    "rename": "UPDATE \"Project\" SET location = 'Loop site ' || i"
+    " WHERE id = 1 + (i * 7919) % {rows}",
+}
+"""What each workload's statement does in the server-time loop."""
 
 
-def update_cost(
-    server: LocalPostgres, variants: Sequence[str], rows: int, reps: int, n: int = 5_000
-) -> dict[str, list[float]]:
-    """Per variant: server time (µs) per single-row UPDATE of a non-vocabulary column, from a
-    PL/pgSQL loop of ``n`` (no round trips, no commits): the triggers' CPU cost alone, which the
-    pgbench runs show only when the CPU is the bottleneck."""
-    loop = UPDATE_LOOP.replace("{n}", str(n)).replace("{rows}", str(rows))
-    results: dict[str, list[float]] = {}
+def server_cost(
+    server: LocalPostgres,
+    variants: Sequence[str],
+    workloads: Sequence[str],
+    rows: int,
+    reps: int,
+    n: int = 3_000,
+) -> dict[tuple[str, str], list[float]]:
+    """Per workload and variant: server time (µs) per single-row statement and its commit, from a
+    PL/pgSQL loop of ``n`` (no round trips; commits do not wait for the WAL flush): the
+    triggers' CPU cost alone, which the pgbench runs show only when the CPU is the
+    bottleneck."""
+    results: dict[tuple[str, str], list[float]] = {}
     for rep in range(reps):
-        for variant in rotated(variants, rep):
-            with psycopg.connect(server.url_for(f"bench_{variant}"), autocommit=True) as conn:
-                started = time.perf_counter()
-                conn.execute(loop)
-                elapsed = time.perf_counter() - started
-            results.setdefault(variant, []).append(elapsed / n * 1e6)
+        for workload in workloads:
+            statement = LOOPED[workload].replace("{rows}", str(rows))
+            loop = LOOP.replace("{n}", str(n)).replace("{statement}", statement)
+            for variant in rotated(variants, rep):
+                url = server.url_for(f"bench_{variant}")
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("SET synchronous_commit = off")
+                    started = time.perf_counter()
+                    conn.execute(loop)
+                    elapsed = time.perf_counter() - started
+                results.setdefault((workload, variant), []).append(elapsed / n * 1e6)
     return results
 
 
-def bulk_rename(
+BULK = {
+    "rename": 'UPDATE "Project" SET location = %s WHERE id <= %s',
+    "insert": 'INSERT INTO "Project" (project_name, location)'
+    " SELECT %s || g, 'Bulk site ' || (g %% 50) FROM generate_series(1, %s) g",
+}
+"""One statement touching many rows: a rename of the location of the first ``rows`` rows (50
+distinct old values, one new), an insert of ``rows`` new projects (too many names to list)."""
+
+
+def bulk(
     server: LocalPostgres, variants: Sequence[str], rows: int, reps: int
-) -> dict[str, tuple[list[float], set[int]]]:
-    """Per variant: times (ms) of an UPDATE renaming ``rows`` rows, and the notifications each
-    sent."""
-    results: dict[str, tuple[list[float], set[int]]] = {}
+) -> dict[tuple[str, str], tuple[list[float], set[int]]]:
+    """Per bulk statement and variant: times (ms) and the notifications each run sent."""
+    results: dict[tuple[str, str], tuple[list[float], set[int]]] = {}
     for rep in range(reps):
-        for variant in rotated(variants, rep):
-            url = server.url_for(f"bench_{variant}")
-            with listening(url) as listener, psycopg.connect(url, autocommit=True) as writer:
-                started = time.perf_counter()
-                writer.execute(
-                    'UPDATE "Project" SET location = %s WHERE id <= %s',
-                    (f"Renamed site {rep}", rows),
-                )
-                elapsed = (time.perf_counter() - started) * 1000
-                sent = notifications_after(listener, writer)
-            times, counts = results.setdefault(variant, ([], set()))
-            times.append(elapsed)
-            counts.add(sent)
+        for kind, statement in BULK.items():
+            for variant in rotated(variants, rep):
+                url = server.url_for(f"bench_{variant}")
+                with listening(url) as listener, psycopg.connect(url, autocommit=True) as writer:
+                    started = time.perf_counter()
+                    writer.execute(statement, (f"Bulk {kind} {rep} ", rows))
+                    elapsed = (time.perf_counter() - started) * 1000
+                    sent = notifications_after(listener, writer)
+                times, counts = results.setdefault((kind, variant), ([], set()))
+                times.append(elapsed)
+                counts.add(sent)
     return results
+
+
+NAMES = {
+    "none": "no trigger",
+    "statement": "statement mode",
+    "precise": "precise mode",
+    "when_only": "precise, no UPDATE OF",
+    "delta": "delta mode",
+    "indexes": "delta's indexes, no trigger",
+}
+LABELS = {
+    "insert": 'single-row INSERT into "Project"',
+    "update": 'UPDATE of "Project".budget (not vocabulary)',
+    "rename": 'UPDATE of "Project".location (vocabulary)',
+}
 
 
 def print_report(
     args: argparse.Namespace,
     server: LocalPostgres,
     samples: dict[tuple[str, int, str], list[float]],
-    cost: dict[str, list[float]],
-    bulk: dict[str, tuple[list[float], set[int]]],
+    cost: dict[tuple[str, str], list[float]],
+    bulk: dict[tuple[str, str], tuple[list[float], set[int]]],
     seconds: float,
 ) -> None:
     with psycopg.connect(server.url) as conn:
@@ -292,22 +343,9 @@ def print_report(
         f'{args.reps}, interleaved; {args.rows:,} "Project" rows\n'
     )
     others = [v for v in args.variant_list if v != "none"]
-    names = {
-        "none": "no trigger",
-        "statement": "statement mode",
-        "precise": "precise mode",
-        "when_only": "precise, no UPDATE OF",
-    }
-    print(
-        "| workload | clients | no trigger (tps) | "
-        + " | ".join(names.get(v, v) for v in others)
-        + " |"
-    )
+    header = " | ".join(NAMES.get(v, v) for v in others)
+    print(f"| workload | clients | no trigger (tps) | {header} |")
     print("| --- | ---: | ---: |" + " ---: |" * len(others))
-    labels = {
-        "insert": 'single-row INSERT into "Project"',
-        "update": 'UPDATE of "Project".budget (not vocabulary)',
-    }
     for workload in args.workload_list:
         for clients in args.client_list:
             none = samples[(workload, clients, "none")]
@@ -317,22 +355,31 @@ def print_report(
                 runs = samples[(workload, clients, variant)]
                 ratio = statistics.median(v / n for v, n in zip(runs, none, strict=True))
                 cells.append(f"{statistics.median(runs):,.0f} ({ratio:.2f}x)")
-            print(f"| {labels[workload]} | {clients} | {base:,.0f} | {' | '.join(cells)} |")
+            print(f"| {LABELS[workload]} | {clients} | {base:,.0f} | {' | '.join(cells)} |")
     print(
-        '\nServer time per single-row UPDATE of "Project".budget, in a PL/pgSQL loop of '
-        f"5,000 (median of {args.bulk_reps}):\n"
+        "\nServer time per single-row statement and its commit (not waiting for the WAL flush), "
+        f"µs, in a PL/pgSQL loop of 3,000 (median of {args.bulk_reps}):\n"
     )
-    print("| triggers | µs per UPDATE |")
-    print("| --- | ---: |")
-    for variant in args.variant_list:
-        print(f"| {names.get(variant, variant)} | {statistics.median(cost[variant]):.1f} |")
-    print(f"\nOne UPDATE renaming {args.bulk_rows:,} rows' location (median of {args.bulk_reps}):")
-    print("\n| triggers | time (ms) | notifications sent |")
-    print("| --- | ---: | ---: |")
-    for variant in args.variant_list:
-        times, counts = bulk[variant]
-        sent = ", ".join(str(n) for n in sorted(counts))
-        print(f"| {names.get(variant, variant)} | {statistics.median(times):.1f} | {sent} |")
+    header = " | ".join(NAMES.get(v, v) for v in args.variant_list)
+    print(f"| statement | {header} |")
+    print("| --- |" + " ---: |" * len(args.variant_list))
+    for workload in args.workload_list:
+        cells = [f"{statistics.median(cost[(workload, v)]):.1f}" for v in args.variant_list]
+        print(f"| {LABELS[workload]} | {' | '.join(cells)} |")
+    print(
+        f"\nOne statement touching {args.bulk_rows:,} rows (median of {args.bulk_reps}): time in "
+        "ms, and notifications sent:\n"
+    )
+    print(f"| statement | {header} |")
+    print("| --- |" + " ---: |" * len(args.variant_list))
+    kinds = {"rename": "UPDATE of the location (50 old values, 1 new)", "insert": "INSERT"}
+    for kind, label in kinds.items():
+        cells = []
+        for variant in args.variant_list:
+            times, counts = bulk[(kind, variant)]
+            sent = ", ".join(str(n) for n in sorted(counts))
+            cells.append(f"{statistics.median(times):.1f} ({sent})")
+        print(f"| {label} | {' | '.join(cells)} |")
     print(f"\ntotal time {seconds / 60:.1f} min")
 
 
@@ -352,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variant_list:
             prepare(server, variant, args.rows)
         samples = throughput(server, args, Path(tmp))
-        cost = update_cost(server, args.variant_list, args.rows, args.bulk_reps)
-        bulk = bulk_rename(server, args.variant_list, args.bulk_rows, args.bulk_reps)
-        print_report(args, server, samples, cost, bulk, time.monotonic() - began)
+        cost = server_cost(server, args.variant_list, args.workload_list, args.rows, args.bulk_reps)
+        touched = bulk(server, args.variant_list, args.bulk_rows, args.bulk_reps)
+        print_report(args, server, samples, cost, touched, time.monotonic() - began)
     return 0
 
 

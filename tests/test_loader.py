@@ -16,7 +16,7 @@ from vocabsync.services.redis_client import redis_client
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
 from vocabsync.services.vocabulary_loader import VocabularyLoader
 from vocabsync.services.vocabulary_log import VocabularyLog
-from vocabsync.vocabulary import FIELDS
+from vocabsync.vocabulary import FIELDS, version_from_snapshot
 
 text_values = st.one_of(
     st.none(),
@@ -146,3 +146,23 @@ async def test_cache_refresh_updates_all_vocabulary_data(
     counts = stored.counts()
     assert f"projects={counts['projects']}" in caplog.text
     assert f"cashflow_categories={counts['cashflow_categories']}" in caplog.text
+
+
+async def test_a_load_carries_its_raw_state_and_the_database_identity(
+    settings: Settings, db_url: str
+) -> None:
+    async with VocabularyLoader(settings) as loader:
+        conn = await psycopg.AsyncConnection.connect(settings.postgres_conninfo, autocommit=True)
+        try:
+            first = await loader.load_state_on(conn, ["projects"])
+            execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('X')""")
+            second = await loader.load_state_on(conn, ["projects"])
+        finally:
+            await conn.close()
+    assert first.state.identity == second.state.identity
+    assert first.state.identity.count("/") == 4  # system id/timeline/database/function/generation
+    assert second.state.xmax > first.state.xmax
+    assert second.lists == {"projects": ("X",)}
+    snapshot = second.snapshot()
+    assert snapshot.version == version_from_snapshot(second.state.xmax, second.state.in_progress)
+    assert snapshot.get("projects") == ("X",)

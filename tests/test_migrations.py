@@ -1,8 +1,10 @@
 """Migrations and NOTIFY triggers, against a fresh private PostgreSQL database per test (pg_url).
 
-Both trigger modes: precise (the default: UPDATEs notify only when a vocabulary column's text
-changed) and statement (the design document's: every statement notifies). Tests that depend on
-the mode say which, by parametrizing the ``trigger_mode`` fixture.
+The trigger modes whose payload is the table's name: precise (the default: UPDATEs notify only
+when a vocabulary column's text changed) and statement (the design document's: every statement
+notifies). Tests that depend on the mode say which, by parametrizing the ``trigger_mode``
+fixture. Delta mode's payloads (the touched values) are tested in tests/test_delta_triggers.py;
+here it appears where all modes behave alike (installing, checking, switching, failing).
 
 Notifications are counted exactly without sleeping: after the write commits, the writer sends a
 sentinel NOTIFY of its own; PostgreSQL delivers notifications in commit order, so everything the
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +27,7 @@ from hypothesis import HealthCheck, given, settings as hyp_settings, strategies 
 from psycopg import sql
 
 from vocabsync.config import Settings
+from vocabsync.db.lookup_indexes import lookup_indexes
 from vocabsync.db.migrate import (
     MIGRATIONS_DIR_ENV,
     check,
@@ -35,7 +39,10 @@ from vocabsync.db.migrate import (
 from vocabsync.db.triggers import (
     CURRENT_REVISION,
     DEFAULT_TRIGGER_MODE,
+    DELETE_TRIGGER_NAME,
+    DELTA_FUNCTION_SIGNATURE,
     FUNCTION_SIGNATURE,
+    INSERT_TRIGGER_NAME,
     TRIGGER_MODES,
     TRIGGER_NAME,
     TRIGGER_NAMES,
@@ -54,9 +61,11 @@ BASE = "20261128000000_vocabulary_base_schema.sql"
 TRIGGERS = "20261128000100_vocabulary_sync_triggers.sql"
 PRECISE_TRIGGERS = "20261128000200_vocabulary_precise_triggers.sql"
 FAILURE_LOG = "20261128000300_vocabulary_trigger_failure_log.sql"
+DELTA_TRIGGERS = "20261128000400_vocabulary_delta_triggers.sql"
 TRIGGER_FILE = REPO / "vocabsync" / "supabase" / "migrations" / TRIGGERS
 PRECISE_TRIGGER_FILE = REPO / "vocabsync" / "supabase" / "migrations" / PRECISE_TRIGGERS
 FAILURE_LOG_FILE = REPO / "vocabsync" / "supabase" / "migrations" / FAILURE_LOG
+DELTA_TRIGGER_FILE = REPO / "vocabsync" / "supabase" / "migrations" / DELTA_TRIGGERS
 ROLLBACK_FILE = (
     REPO
     / "vocabsync"
@@ -69,6 +78,8 @@ CHANNEL = "vocabulary_changed"
 LONG_CHANNEL = "c" * 64
 """One byte over PostgreSQL's limit: pg_notify raises 'channel name too long' on every call."""
 NOTIFY_TIMEOUT = 10.0
+NAME_MODES: tuple[TriggerMode, ...] = ("precise", "statement")
+"""The modes whose payload is the table's name."""
 
 DEFAULTS = SourceMap.default()
 TABLES = DEFAULTS.tables
@@ -163,6 +174,21 @@ def perform(
         raise AssertionError(op)
 
 
+def decoded(payloads: list[str]) -> list[object]:
+    """Delta mode's JSON payloads as objects; table names as they are."""
+    return [json.loads(p) if p.startswith("{") else p for p in payloads]
+
+
+def expected_payloads(
+    mode: TriggerMode, table: str, column: str, value: str, old: str | None = None
+) -> list[object]:
+    """What a one-row write of ``value`` (over ``old``) into ``table.column`` sends."""
+    if mode != "delta":
+        return [table]
+    values = [old, value] if old is not None else [value]
+    return [{"t": table, "c": {column: values}}]
+
+
 def assert_one_notification(payloads: list[str], table: str, op: str) -> None:
     """Exactly one notification named ``table``; a cascading statement may add its targets."""
     assert payloads.count(table) == 1, payloads
@@ -195,14 +221,36 @@ async def tables_with_trigger(url: str, name: str = TRIGGER_NAME) -> list[str]:
     return sorted(row[0] for row in rows)
 
 
+async def tables_with_delta_trigger(url: str, name: str) -> list[str]:
+    rows = await fetch_all(
+        url,
+        "SELECT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+        " WHERE t.tgname = %s AND t.tgfoid = to_regprocedure(%s)",
+        (name, DELTA_FUNCTION_SIGNATURE),
+    )
+    return sorted(row[0] for row in rows)
+
+
 async def assert_mode_installed(
     url: str, mode: TriggerMode, tables: tuple[str, ...] = TABLES
 ) -> None:
     """Exactly ``mode``'s triggers on ``tables``: the statement trigger everywhere, the UPDATE
-    trigger only in precise mode."""
-    assert await tables_with_trigger(url) == sorted(tables)
-    expected = sorted(tables) if mode == "precise" else []
-    assert await tables_with_trigger(url, UPDATE_TRIGGER_NAME) == expected
+    trigger in precise and delta modes, the INSERT and DELETE triggers in delta mode, calling
+    the mode's function."""
+    every, none = sorted(tables), []
+    if mode == "delta":
+        for name in TRIGGER_NAMES:
+            assert await tables_with_delta_trigger(url, name) == every, name
+            assert await tables_with_trigger(url, name) == none, name
+        return
+    assert await tables_with_trigger(url) == every
+    assert await tables_with_trigger(url, UPDATE_TRIGGER_NAME) == (
+        every if mode == "precise" else none
+    )
+    for name in TRIGGER_NAMES:
+        assert await tables_with_delta_trigger(url, name) == none, name
+    for name in (INSERT_TRIGGER_NAME, DELETE_TRIGGER_NAME):
+        assert await tables_with_trigger(url, name) == none, name
 
 
 async def catalog_state(url: str) -> list[tuple[Any, ...]]:
@@ -284,33 +332,44 @@ def test_committed_trigger_migrations_equal_renderings() -> None:
     assert trigger_migration_mode(FAILURE_LOG) == "precise"
     assert trigger_migration_rendering(TRIGGERS) == ("statement", 1)
     assert trigger_migration_rendering(PRECISE_TRIGGERS) == ("precise", 1)
-    assert trigger_migration_rendering(FAILURE_LOG) == ("precise", CURRENT_REVISION)
+    assert trigger_migration_rendering(FAILURE_LOG) == ("precise", 2)
+    assert trigger_migration_rendering(DELTA_TRIGGERS) == ("delta", CURRENT_REVISION)
     assert trigger_migration_mode(BASE) is None
-    assert all_migrations() == [BASE, TRIGGERS, PRECISE_TRIGGERS, FAILURE_LOG]
+    assert all_migrations() == [BASE, TRIGGERS, PRECISE_TRIGGERS, FAILURE_LOG, DELTA_TRIGGERS]
     statement = render_trigger_sql(DEFAULTS, CHANNEL, mode="statement", revision=1)
     precise = render_trigger_sql(DEFAULTS, CHANNEL, mode="precise", revision=1)
-    current = render_trigger_sql(DEFAULTS, CHANNEL, mode="precise")
+    failure_log = render_trigger_sql(DEFAULTS, CHANNEL, mode="precise", revision=2)
+    delta = render_trigger_sql(DEFAULTS, CHANNEL, mode="delta", with_indexes=True)
     assert TRIGGER_FILE.read_bytes().decode("utf-8") == statement
     assert PRECISE_TRIGGER_FILE.read_bytes().decode("utf-8") == precise
-    assert FAILURE_LOG_FILE.read_bytes().decode("utf-8") == current
-    assert render_trigger_sql(DEFAULTS, CHANNEL) == current  # the default mode and revision
+    assert FAILURE_LOG_FILE.read_bytes().decode("utf-8") == failure_log
+    assert DELTA_TRIGGER_FILE.read_bytes().decode("utf-8") == delta
     assert "vocabsync_trigger_failures" not in statement + precise
+    assert "vocabsync_database_identity" not in statement + precise + failure_log
+    assert delta.count("\nCREATE INDEX IF NOT EXISTS ") == 6
+    assert "\nCREATE INDEX " not in render_trigger_sql(DEFAULTS, CHANNEL, mode="delta")
     with pytest.raises(ValueError, match="unknown function revision"):
-        render_trigger_sql(DEFAULTS, CHANNEL, revision=3)
+        render_trigger_sql(DEFAULTS, CHANNEL, revision=4)
+    with pytest.raises(ValueError, match="delta mode needs revision 3"):
+        render_trigger_sql(DEFAULTS, CHANNEL, mode="delta", revision=2)
 
 
 def test_committed_rollback_equals_rendering() -> None:
     rollback = ROLLBACK_FILE.read_bytes().decode("utf-8")
     assert rollback == render_rollback_sql(DEFAULTS)
     assert not (REPO / "vocabsync" / "supabase" / "migrations" / ROLLBACK_FILE.name).exists()
-    for table in TABLES:  # both modes' triggers
+    for table in TABLES:  # every mode's triggers
         for name in TRIGGER_NAMES:
             assert f"DROP TRIGGER IF EXISTS {name} ON {quote_ident(table)};" in rollback
+    for function in (FUNCTION_SIGNATURE, DELTA_FUNCTION_SIGNATURE):
+        assert f"DROP FUNCTION IF EXISTS {function};" in rollback
+    assert "DROP INDEX" not in rollback
+    assert "DROP FUNCTION IF EXISTS public.vocabsync_database_identity" not in rollback
 
 
 def test_settings_know_exactly_the_trigger_modes() -> None:
     annotation = Settings.model_fields["trigger_mode"].annotation
-    assert get_args(annotation) == TRIGGER_MODES == ("precise", "statement")
+    assert get_args(annotation) == TRIGGER_MODES == ("precise", "statement", "delta")
     assert make_settings("postgresql://x@127.0.0.1/db").trigger_mode == DEFAULT_TRIGGER_MODE
     assert DEFAULT_TRIGGER_MODE == "precise"
 
@@ -336,14 +395,17 @@ def test_precise_specs_follow_the_mapping() -> None:
     assert update["Expenses"].when_columns == ("place", "file_name")  # in field order
 
 
-def test_switching_to_statement_mode_drops_the_update_triggers() -> None:
-    switching = render_trigger_sql(DEFAULTS, CHANNEL, mode="statement", drop_other_modes=True)
-    for table in TABLES:
-        drop = f"DROP TRIGGER IF EXISTS {UPDATE_TRIGGER_NAME} ON {quote_ident(table)};"
-        assert drop in switching
-    assert "DROP TRIGGER" not in render_trigger_sql(
-        DEFAULTS, CHANNEL, mode="precise", drop_other_modes=True
-    )  # precise mode uses every name there is
+def test_switching_modes_drops_the_names_the_mode_does_not_use() -> None:
+    for mode, dropped in (
+        ("statement", {UPDATE_TRIGGER_NAME, INSERT_TRIGGER_NAME, DELETE_TRIGGER_NAME}),
+        ("precise", {INSERT_TRIGGER_NAME, DELETE_TRIGGER_NAME}),
+        ("delta", set()),  # it uses every name there is
+    ):
+        switching = render_trigger_sql(DEFAULTS, CHANNEL, mode=mode, drop_other_modes=True)
+        for table in TABLES:
+            for name in TRIGGER_NAMES:
+                drop = f"DROP TRIGGER IF EXISTS {name} ON {quote_ident(table)};"
+                assert (drop in switching) == (name in dropped), (mode, name)
 
 
 def test_quote_ident_doubles_double_quotes_and_refuses_what_postgres_would_mangle() -> None:
@@ -364,7 +426,7 @@ def test_render_quotes_tables_and_channel() -> None:
     assert "AS $function1$\n" in rendered  # a dollar tag the body does not contain
     assert 'WHEN ((ROW(OLD."na""me"))::text\n' in rendered
     assert 'IS DISTINCT FROM (ROW(NEW."na""me"))::text)\n' in rendered
-    for mode, per_table in (("statement", 1), ("precise", 2)):
+    for mode, per_table in (("statement", 1), ("precise", 2), ("delta", 4)):
         statements = render_trigger_sql(sources, CHANNEL, mode=mode)
         # "Odd ""T""" and the five defaults
         assert statements.count("\nCREATE OR REPLACE TRIGGER ") == 6 * per_table
@@ -472,19 +534,21 @@ async def test_first_release_deployment_upgrades_to_precise_mode(
 
     monkeypatch.delenv(MIGRATIONS_DIR_ENV)
     report = await migrate(make_settings(pg_url))
-    assert report.applied == [PRECISE_TRIGGERS, FAILURE_LOG]
+    assert report.applied == [PRECISE_TRIGGERS, FAILURE_LOG, DELTA_TRIGGERS]
     assert not report.repaired
     assert (report.check.ok, report.check.installed_mode) == (True, "precise")
     await assert_mode_installed(pg_url, "precise")
 
 
-async def test_committed_files_in_order_install_precise_mode(pg_url: str) -> None:
+async def test_committed_files_in_order_install_delta_mode(pg_url: str) -> None:
+    """What `supabase db push` does: the last file installs delta mode and its indexes."""
     await execute(
         pg_url,
         *(path.read_text(encoding="utf-8") for path in migration_files()),
     )
-    result = await check(make_settings(pg_url))
-    assert (result.ok, result.installed_mode) == (True, "precise"), result.problems
+    result = await check(make_settings(pg_url, trigger_mode="delta"))
+    assert (result.ok, result.installed_mode) == (True, "delta"), result.problems
+    assert result.index_problems == []
 
 
 @pytest.mark.parametrize(
@@ -742,13 +806,13 @@ async def test_rollback_removes_everything_and_migrate_reinstalls(
 
     for name in TRIGGER_NAMES:
         assert await tables_with_trigger(pg_url, name) == []
-    assert await fetch_all(pg_url, "SELECT to_regprocedure(%s)::text", (FUNCTION_SIGNATURE,)) == [
-        (None,)
-    ]
+    for function in (FUNCTION_SIGNATURE, DELTA_FUNCTION_SIGNATURE):
+        assert await fetch_all(pg_url, "SELECT to_regprocedure(%s)::text", (function,)) == [(None,)]
     result = await check(settings)
     assert not result.ok
     assert result.installed_mode is None
-    assert result.problems == [f"function {FUNCTION_SIGNATURE} is missing"] + [
+    function = DELTA_FUNCTION_SIGNATURE if mode == "delta" else FUNCTION_SIGNATURE
+    assert result.problems == [f"function {function} is missing"] + [
         f"trigger {spec.name} on {quote_ident(spec.table)} is missing"
         for spec in trigger_specs(DEFAULTS, mode)
     ]
@@ -818,7 +882,7 @@ async def test_left_over_update_trigger_is_reported_and_dropped(pg_url: str) -> 
     assert result.installed_mode is None
     assert result.problems == [
         'trigger vocabulary_update_trigger on "Expenses" is not part of statement mode '
-        "(left over from precise mode)"
+        "(left over from precise or delta mode)"
     ]
     report = await migrate(statement)
     assert report.repaired
@@ -983,10 +1047,13 @@ async def test_identifiers_and_channel_with_quotes_are_quoted(
         listening = Listener(pg_url, channel)
         try:
             perform(conn, table, "INSERT", "v", column=column)
-            assert listening.drain(conn) == [table]
+            assert decoded(listening.drain(conn)) == expected_payloads(mode, table, column, "v")
             for changed in ("select", "MiXed", "other", column):
                 perform(conn, table, "UPDATE", changed, column=changed)
-                assert listening.drain(conn) == [table], changed
+                old = "v" if changed == column else None
+                assert decoded(listening.drain(conn)) == expected_payloads(
+                    mode, table, changed, changed, old
+                ), changed
         finally:
             listening.close()
 
@@ -1254,7 +1321,7 @@ def test_failing_notify_never_fails_the_write(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(table=st.sampled_from(TABLES), op=WRITE_OPS, value=VALUES, rows=st.integers(1, 4))
-@pytest.mark.parametrize("trigger_mode", TRIGGER_MODES)
+@pytest.mark.parametrize("trigger_mode", NAME_MODES)
 def test_property_triggers_publish_for_all_operations(
     writer: psycopg.Connection[Any],
     listener: Listener,
@@ -1290,7 +1357,7 @@ TABLE_NAMES = st.text(
     op=WRITE_OPS,
     value=VALUES,
 )
-@pytest.mark.parametrize("trigger_mode", TRIGGER_MODES)
+@pytest.mark.parametrize("trigger_mode", NAME_MODES)
 def test_property_trigger_payload_is_the_table_name(
     writer: psycopg.Connection[Any],
     listener: Listener,
@@ -1325,7 +1392,7 @@ def test_property_trigger_payload_is_the_table_name(
     op=st.sampled_from(["INSERT", "UPDATE", "DELETE", "TRUNCATE"]),
     value=VALUES,
 )
-@pytest.mark.parametrize("trigger_mode", TRIGGER_MODES)
+@pytest.mark.parametrize("trigger_mode", NAME_MODES)
 def test_property_failing_trigger_never_fails_the_write(
     failing_writer: tuple[psycopg.Connection[Any], list[str]],
     trigger_mode: TriggerMode,
@@ -1367,3 +1434,110 @@ def test_property_failing_trigger_never_fails_the_write(
         if w.startswith(f"vocabsync: failed to notify vocabulary change on {table}:")
     ]
     assert bool(failed) == notifies, warnings
+
+
+# --- Delta mode's lookup indexes -----------------------------------------------------------------
+
+INDEX_NAMES = [index.name for index in lookup_indexes(DEFAULTS)]
+
+
+async def index_state(url: str) -> dict[str, bool]:
+    """Our lookup indexes that exist, and whether each is valid."""
+    rows = await fetch_all(
+        url,
+        "SELECT c.relname::text, i.indisvalid FROM pg_index i"
+        " JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = ANY(%s)",
+        (INDEX_NAMES,),
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+async def test_delta_migrate_builds_the_lookup_indexes_once(pg_url: str) -> None:
+    settings = make_settings(pg_url, trigger_mode="delta")
+    report = await migrate(settings)
+    assert report.indexes_built == INDEX_NAMES
+    assert INDEX_NAMES[:2] == ["Project_project_name_vocabsync", "Project_location_vocabsync"]
+    assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
+    assert (report.check.ok, report.check.index_problems) == (True, [])
+    again = await migrate(settings)
+    assert (again.indexes_built, again.repaired) == ([], False)
+
+    # Precise and statement modes do not need them (and leave them where they are).
+    assert (await check(make_settings(pg_url, trigger_mode="delta"))).ok
+    assert (await migrate(make_settings(pg_url))).indexes_built == []
+    await execute(pg_url, *(f'DROP INDEX "{name}"' for name in INDEX_NAMES))
+    assert (await check(make_settings(pg_url))).ok
+
+
+async def test_concurrent_delta_migrations_build_each_index_once(pg_url: str) -> None:
+    settings = make_settings(pg_url, trigger_mode="delta")
+    first, second = await asyncio.gather(migrate(settings), migrate(settings))
+    assert sorted(first.indexes_built + second.indexes_built) == sorted(INDEX_NAMES)
+    assert first.check.ok
+    assert second.check.ok
+    assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
+
+
+async def test_check_names_a_missing_or_invalid_index_and_migrate_rebuilds_it(
+    pg_url: str,
+) -> None:
+    settings = make_settings(pg_url, trigger_mode="delta")
+    await migrate(settings)
+    await execute(pg_url, 'DROP INDEX "Project_location_vocabsync"')
+    result = await check(settings)
+    assert (
+        result.problems
+        == result.index_problems
+        == [
+            'no index serves the lookups of "Project"."location" (project_locations): `vocabsync '
+            'migrate` builds "Project_location_vocabsync" (CREATE INDEX CONCURRENTLY)'
+        ]
+    )
+    assert not result.needs_reinstall
+    report = await migrate(settings)
+    assert (report.indexes_built, report.repaired) == (["Project_location_vocabsync"], False)
+
+    # What a failed CREATE INDEX CONCURRENTLY leaves: an INVALID index, which serves nothing.
+    await execute(
+        pg_url,
+        "UPDATE pg_index SET indisvalid = false"
+        """ WHERE indexrelid = '"CashFlow_file_name_vocabsync"'::regclass""",
+    )
+    assert [i.name for i in (await check(settings)).missing_indexes] == [
+        "CashFlow_file_name_vocabsync"
+    ]
+    assert (await migrate(settings)).indexes_built == ["CashFlow_file_name_vocabsync"]
+    assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
+
+
+async def test_an_index_the_table_has_already_serves(pg_url: str) -> None:
+    """A unique constraint on the name (say) serves the lookups: no second index."""
+    await migrate(make_settings(pg_url))
+    await execute(pg_url, 'CREATE UNIQUE INDEX own_name ON "ExpensesColumn" (column_name)')
+    report = await migrate(make_settings(pg_url, trigger_mode="delta"))
+    assert "ExpensesColumn_column_name_vocabsync" not in report.indexes_built
+    assert len(report.indexes_built) == len(INDEX_NAMES) - 1
+    assert report.check.ok
+
+
+async def test_custom_mapping_indexes_the_texts_of_other_types(pg_url: str) -> None:
+    """A column that is not text is looked up by its text: the index is on (column::text)."""
+    await execute(pg_url, 'CREATE TABLE "Codes" (code numeric, name varchar(20))')
+    sources = {name: "Codes.name" for name in CUSTOM_SOURCES}
+    sources["expense_categories"] = "Codes.code"
+    settings = make_settings(pg_url, sources=sources, trigger_mode="delta")
+    report = await migrate(settings)
+    assert report.indexes_built == ["Codes_name_vocabsync", "Codes_code_vocabsync"]
+    rows = await fetch_all(pg_url, "SELECT pg_get_indexdef('\"Codes_code_vocabsync\"'::regclass)")
+    assert "((code)::text)" in rows[0][0]
+
+
+async def test_rollback_keeps_the_indexes_and_the_identity(pg_url: str) -> None:
+    await migrate(make_settings(pg_url, trigger_mode="delta"))
+    await execute(pg_url, ROLLBACK_FILE.read_text(encoding="utf-8"))
+    assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
+    assert await fetch_all(
+        pg_url, "SELECT to_regprocedure('public.vocabsync_database_identity()') IS NOT NULL"
+    ) == [(True,)]
+    for name in TRIGGER_NAMES:
+        assert await tables_with_delta_trigger(pg_url, name) == []

@@ -68,10 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument(
         "--mode",
-        choices=["precise", "statement"],
+        choices=["precise", "statement", "delta"],
         help="trigger mode (env VOCABSYNC_TRIGGER_MODE, default precise): precise notifies on "
         "UPDATE only when a vocabulary column's value changed; statement (the design "
-        "document's) notifies on every statement",
+        "document's) notifies on every statement; delta notifies like precise, with the values "
+        "that changed (and builds an index per vocabulary column)",
     )
 
     bridge = commands.add_parser(
@@ -160,6 +161,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"applied {name}")
         if report.repaired:
             print("re-installed the triggers (missing, altered, or of the other mode)")
+        for name in report.indexes_built:
+            print(f"built index {name}")
         print(
             f"ok: {len(report.applied)} applied, {len(report.already_applied)} already applied; "
             f"{report.check.mode}-mode triggers installed"

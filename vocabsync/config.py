@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     pg_channel: str = Field(
         default="vocabulary_changed", validation_alias=_env("VOCABSYNC_PG_CHANNEL")
     )
-    trigger_mode: Literal["precise", "statement"] = Field(
+    trigger_mode: Literal["precise", "statement", "delta"] = Field(
         default="precise", validation_alias=_env("VOCABSYNC_TRIGGER_MODE")
     )
     sources: Annotated[SourceMap, NoDecode] = Field(

@@ -13,13 +13,17 @@ on every deploy:
   trigger SQL is idempotent), so a trigger lost with a recreated table comes back, a column added
   to VOCABSYNC_SOURCES gets covered, and ``--mode`` switches modes in one transaction.
 
-There are three trigger migrations: the first release's (statement mode), the precise mode's
-that replaced it, and the one that adds the failure log (``public.vocabsync_trigger_failures``)
-and the function revision that counts failed notifies there. Supabase CLI users who applied the
-first get the others from ``supabase db push``; a new database applies all, in order.
-``vocabsync migrate`` renders each as the current revision in the configured mode, so the
-ledger's entry for a trigger migration means "the triggers were installed at that point",
-whatever the mode.
+There are four trigger migrations: the first release's (statement mode), the precise mode's
+that replaced it, the one that adds the failure log (``public.vocabsync_trigger_failures``) and
+the function revision that counts failed notifies there, and delta mode's, which also adds the
+identity function and the lookup indexes. Supabase CLI users who applied the first get the
+others from ``supabase db push``; a new database applies all, in order. ``vocabsync migrate``
+renders each as the current revision in the configured mode, so the ledger's entry for a trigger
+migration means "the triggers were installed at that point", whatever the mode.
+
+In delta mode ``migrate`` then builds the lookup indexes that are missing with ``CREATE INDEX
+CONCURRENTLY``, outside any transaction (writes go on meanwhile; see
+:mod:`vocabsync.db.lookup_indexes` for the cost).
 
 Applied migrations are recorded in ``public.vocabsync_migrations``. Every step runs in its own
 transaction under one advisory lock, so concurrent ``vocabsync migrate`` runs (several instances
@@ -40,14 +44,10 @@ from typing import Final
 import psycopg
 
 from vocabsync.config import Settings
+from vocabsync.db.catalogue import TriggerCheck, check_triggers
 from vocabsync.db.connection import AsyncConn, connect, describe_pg_error
-from vocabsync.db.triggers import (
-    DEFAULT_CHANNEL,
-    TriggerCheck,
-    TriggerMode,
-    check_triggers,
-    render_trigger_sql,
-)
+from vocabsync.db.lookup_indexes import build_indexes
+from vocabsync.db.triggers import DEFAULT_CHANNEL, TriggerMode, render_trigger_sql
 from vocabsync.errors import ConfigurationError, DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -57,10 +57,12 @@ BASE_SCHEMA_SUFFIX: Final = "_vocabulary_base_schema.sql"
 TRIGGERS_SUFFIX: Final = "_vocabulary_sync_triggers.sql"
 PRECISE_TRIGGERS_SUFFIX: Final = "_vocabulary_precise_triggers.sql"
 FAILURE_LOG_SUFFIX: Final = "_vocabulary_trigger_failure_log.sql"
+DELTA_TRIGGERS_SUFFIX: Final = "_vocabulary_delta_triggers.sql"
 TRIGGER_MIGRATIONS: Final[dict[str, tuple[TriggerMode, int]]] = {
     TRIGGERS_SUFFIX: ("statement", 1),
     PRECISE_TRIGGERS_SUFFIX: ("precise", 1),
     FAILURE_LOG_SUFFIX: ("precise", 2),
+    DELTA_TRIGGERS_SUFFIX: ("delta", 3),
 }
 """The trigger migrations, by name suffix, and the mode and function revision each committed
 file was rendered in (``vocabsync.db.triggers.REVISIONS``). Whatever the file's, ``migrate`` applies
@@ -94,6 +96,8 @@ class MigrationReport:
     check: TriggerCheck
     skipped: list[str] = field(default_factory=list)
     """Recorded without running (the default tables, under a custom mapping)."""
+    indexes_built: list[str] = field(default_factory=list)
+    """Lookup indexes built (delta mode), with CREATE INDEX CONCURRENTLY."""
 
 
 def migrations_dir() -> Path:
@@ -218,24 +222,44 @@ async def _migrate(
 
     result = await check_triggers(conn, settings)
     repaired = False
+    if result.needs_reinstall:
+        _require_configuration(result)
+        async with _locked_transaction(conn):
+            # Again under the lock: a concurrent run may have reinstalled them meanwhile, and
+            # DDL on a table would then only wait on its index build.
+            result = await check_triggers(conn, settings)
+            if result.needs_reinstall:
+                for problem in result.problems:
+                    logger.warning(
+                        "%s: reinstalling the triggers",
+                        problem,
+                        extra={"action": "trigger_problem"},
+                    )
+                await conn.execute(_install_sql(settings, result))
+                repaired = True
+        if repaired:
+            logger.info("reinstalled the triggers", extra={"action": "triggers_repaired"})
+            result = await check_triggers(conn, settings)
+    built: list[str] = []
+    if result.missing_indexes and not result.needs_reinstall:
+        _require_configuration(result)
+        built = await build_indexes(conn, result.missing_indexes)
+        for name in built:
+            logger.info("built index %s", name, extra={"action": "index_built", "index": name})
+        result = await check_triggers(conn, settings)
     if not result.ok:
         _require_configuration(result)
-        for problem in result.problems:
-            logger.warning(
-                "%s: reinstalling the triggers", problem, extra={"action": "trigger_problem"}
-            )
-        async with _locked_transaction(conn):
-            await conn.execute(_install_sql(settings, result))
-        repaired = True
-        logger.info("reinstalled the triggers", extra={"action": "triggers_repaired"})
-        result = await check_triggers(conn, settings)
-        if not result.ok:
-            raise ConfigurationError(
-                "the vocabulary triggers are still wrong after reinstalling them: "
-                + "; ".join(result.problems)
-            )
+        raise ConfigurationError(
+            "the vocabulary triggers are still wrong after reinstalling them: "
+            + "; ".join(result.problems)
+        )
     return MigrationReport(
-        applied=applied, already_applied=already, repaired=repaired, check=result, skipped=skipped
+        applied=applied,
+        already_applied=already,
+        repaired=repaired,
+        check=result,
+        skipped=skipped,
+        indexes_built=built,
     )
 
 
@@ -272,11 +296,15 @@ async def _migration_sql(conn: AsyncConn, settings: Settings, migration: Migrati
         return migration.text
     file_mode, file_revision = rendering
     # Fail with a clear message before CREATE TRIGGER fails with "relation does not exist".
-    result = await check_triggers(conn, settings)
+    result = await check_triggers(conn, settings, check_indexes=False)
     _require_configuration(result)
     defaults = settings.sources.is_default and settings.pg_channel == DEFAULT_CHANNEL
     committed = render_trigger_sql(
-        settings.sources, DEFAULT_CHANNEL, mode=file_mode, revision=file_revision
+        settings.sources,
+        DEFAULT_CHANNEL,
+        mode=file_mode,
+        revision=file_revision,
+        with_indexes=file_mode == "delta",
     )
     if defaults and committed != migration.text:
         logger.warning(
