@@ -23,7 +23,7 @@ from tests.test_migrations import make_settings
 from tests.waiting import wait_until
 from vocabsync.config import Settings
 from vocabsync.db.migrate import migrate
-from vocabsync.local_servers import LocalPostgres, resolve_flavor
+from vocabsync.local.servers import LocalPostgres, resolve_flavor
 from vocabsync.services.change_probe import probe
 from vocabsync.services.vocabulary_loader import DatabaseState, VocabularyLoader
 from vocabsync.vocabulary import version_from_snapshot

@@ -137,10 +137,13 @@ class LogWriter:
             delta = seen.delta_against(self.state)
             if not delta:
                 return None
+            # Two reads at the same database snapshot can bring different news (different terms
+            # touched): every entry still gets a version of its own, so versions order entries.
+            version = max(seen.version, self.state.version + 1)
             result = await self.log.append(
-                self.position, delta, seen.version, seen.identity, message=message
+                self.position, delta, version, seen.identity, message=message
             )
-            if self._accept(result, delta, seen.version, seen.identity):
+            if self._accept(result, delta, version, seen.identity):
                 return delta
             await self.catch_up()
         raise RedisUnavailableError(f"gave up appending: {MAX_ATTEMPTS} concurrent writes in a row")
