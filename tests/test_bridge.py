@@ -256,3 +256,26 @@ async def test_failed_refreshes_are_counted_in_the_failure_metric(
         locker.close()
         bridge.stop()
         await asyncio.wait_for(task, timeout=10)
+
+
+async def test_a_flushed_redis_gets_the_whole_state_back_not_a_partial_one(
+    settings: Settings, db_url: str, bridge: VocabularySyncBridge
+) -> None:
+    """Redis emptied under a connected bridge (FLUSHALL, a restart it did not notice): the next
+    change must not write a delta on top of nothing, it must bring the whole state back."""
+    execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('Before flush')""")
+    await wait_until_async(
+        lambda: "Before flush" in bridge.snapshot.get("projects"), message="bridge loaded"
+    )
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+    execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('After flush')""")
+
+    async def whole() -> bool:
+        stored = await stored_snapshot(settings)
+        return stored is not None and stored.as_lists() == expected_vocabulary(db_url)
+
+    await wait_until_async(whole, timeout=20, message="the whole state rewritten")

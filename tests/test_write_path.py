@@ -263,12 +263,13 @@ def test_cli_migrate_delta_mode_builds_and_checks_the_indexes(db_url: str) -> No
     assert run_cli(db_url, "migrate", "--check", mode="delta").returncode == 0
 
 
-async def test_the_current_bridge_converges_on_delta_payloads(
+async def test_the_bridge_applies_delta_payloads_without_reading_whole_fields(
     settings: Settings, db_url: str, bridge: VocabularySyncBridge, cache: RedisVocabularyCache
 ) -> None:
-    """Until the bridge reads delta payloads, it takes each for an unknown table and reloads
-    everything: slower than it should be, but still exact."""
+    """Delta payloads list the touched terms: the bridge probes those, reads no field whole,
+    and the instance ends exact."""
     assert (await migrate(derive(settings, trigger_mode="delta"))).check.ok
+    full_reads = bridge.loader.loads
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("""INSERT INTO "Project" (project_name, location) VALUES ('Delta', 'Here')""")
         conn.execute("""UPDATE "Project" SET location = 'There'""")
@@ -279,4 +280,5 @@ async def test_the_current_bridge_converges_on_delta_payloads(
         timeout=CONVERGENCE_TIMEOUT,
         message="the cache equals the database",
     )
-    assert bridge.unknown_tables > 0
+    assert bridge.unknown_tables == 0
+    assert bridge.loader.loads == full_reads, "a single-row change read a field whole"

@@ -125,7 +125,12 @@ class LogWriter:
         (the caller reads again), and writes a full reset when the history changed.
         """
         for _ in range(MAX_ATTEMPTS):
-            if self.position and self.state.identity != seen.identity:
+            if not self.position:
+                raise StaleReadError(
+                    "Redis holds no vocabulary state (restarted empty or flushed): a full "
+                    "resync is needed before deltas can be written"
+                )
+            if self.state.identity != seen.identity:
                 raise StaleReadError(
                     "the database identity changed since the log was written: a full resync "
                     "is needed"
