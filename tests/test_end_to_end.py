@@ -461,14 +461,13 @@ def test_cli_help_migrate_check_and_bridge_module(
         assert wait_until(next_message, timeout=20, message="resync published") == b"*"
         execute(pg_url, """INSERT INTO "Project"(project_name) VALUES ('From module')""")
         assert wait_until(next_message, timeout=10, message="change published") == b"Project"
+
         # The seed's key follows within VOCABSYNC_SNAPSHOT_INTERVAL (0.2 s here).
-        wait_until(
-            lambda: (
-                Snapshot.from_json(client.get("vocabulary") or b"{}").get("projects")
-                == ("From module",)
-            ),
-            message="seed key rewritten",
-        )
+        def seed_key_projects() -> bool:
+            raw = client.get("vocabulary")
+            return raw is not None and Snapshot.from_json(raw).get("projects") == ("From module",)
+
+        wait_until(seed_key_projects, message="seed key rewritten")
 
         sent_at = time.monotonic()
         os.kill(bridge.pid, signal.SIGTERM)
