@@ -1,9 +1,9 @@
 """The words of a vocabulary, and every way a question word may stand for one of them.
 
-Fuzzy work is confined to single words against this small set (a few thousand distinct words even
-for 100k terms), never to whole terms: a symmetric-deletion index (SymSpell) finds the words
-within one edit of a question word in a handful of dictionary lookups, and the trie walk then
-only follows those.
+Fuzzy work is confined to single words against this small set (thousands to tens of thousands
+of distinct words even for a million terms), never to whole terms: a symmetric-deletion index
+(SymSpell) finds the words within one edit of a question word in a handful of dictionary
+lookups, and the trie walk then only follows those.
 """
 
 from __future__ import annotations
@@ -40,35 +40,110 @@ class Step(NamedTuple):
 
 
 class Lexicon:
-    """Word <-> id, and a one-deletion index over the words long enough to carry a typo."""
+    """Word <-> id and a one-deletion index over the words long enough to carry a typo. A word
+    comes with the first trie node under it and goes with the last (the tries count them), so
+    adding or removing a term costs a few dictionary operations per new or dropped word."""
 
     def __init__(self, min_typo_length: int) -> None:
-        self.words: list[str] = []
+        self.words: list[str] = []  # id -> word ("" for a free id)
         self.ids: dict[str, int] = {}
-        self._deletes: dict[str, list[int]] = {}
+        self.uses: dict[int, int] = {}
+        """Word id -> trie nodes under that word, in all fields (kept by the tries)."""
+        self._free: list[int] = []
+        self._fresh: list[int] = []
+        # Deleted form -> the id, or the ids, of the words it comes from (mostly one: no list).
+        self._deletes: dict[str, int | list[int]] = {}
         self._min_typo_length = min_typo_length
-        # Readings of question words seen lately. Filled only once the lexicon is complete (by
-        # readers); a plain dict, whose single get/set are atomic, so no lock is needed.
+        # Readings of question words seen lately, for the current set of words: a new word or a
+        # dropped one replaces it (readers run under the index's lock, never during a change).
         self._memo: dict[str, tuple[Step, ...]] = {}
+        self.changes = 0
+        """Words added or dropped so far (the cost tests look at it)."""
 
     def __len__(self) -> int:
-        return len(self.words)
+        return len(self.ids)
 
-    def intern(self, word: str) -> int:
-        found = self.ids.get(word)
-        if found is not None:
-            return found
-        word_id = len(self.words)
-        self.words.append(word)
+    def ids_for(self, words: Sequence[str]) -> list[int]:
+        """The ids of ``words``, new words included (each stays only if a trie uses it by the
+        next :meth:`settle`)."""
+        ids = self.ids
+        found = list(map(ids.get, words))
+        if None in found:
+            for index, word in enumerate(words):
+                if found[index] is None:
+                    word_id = ids.get(word)
+                    found[index] = self._new_word(word) if word_id is None else word_id
+        return found  # type: ignore[return-value]
+
+    def settle(self) -> None:
+        """Drop the words that :meth:`ids_for` created and no trie has used."""
+        if not self._fresh:
+            return
+        fresh, self._fresh = self._fresh, []
+        for word_id in fresh:
+            if word_id not in self.uses and self.words[word_id]:
+                self._drop(word_id)
+
+    def unused(self, word_id: int) -> None:
+        """A trie node under this word went; the word goes with the last one."""
+        left = self.uses[word_id] - 1
+        if left:
+            self.uses[word_id] = left
+        else:
+            del self.uses[word_id]
+            self._drop(word_id)
+
+    def _new_word(self, word: str) -> int:
+        if self._free:
+            word_id = self._free.pop()
+            self.words[word_id] = word
+        else:
+            word_id = len(self.words)
+            self.words.append(word)
         self.ids[word] = word_id
-        if len(word) >= self._min_typo_length and word.isalpha():
+        self._fresh.append(word_id)
+        if self._typo_tolerant(word):
+            deletes = self._deletes
             for deleted in _deletions(word):
-                bucket = self._deletes.get(deleted)
+                bucket = deletes.get(deleted)
                 if bucket is None:
-                    self._deletes[deleted] = [word_id]
-                elif bucket[-1] != word_id:
+                    deletes[deleted] = word_id
+                elif isinstance(bucket, int):
+                    deletes[deleted] = [bucket, word_id]
+                else:
                     bucket.append(word_id)
+        self._word_set_changed()
         return word_id
+
+    def _drop(self, word_id: int) -> None:
+        word = self.words[word_id]
+        del self.ids[word]
+        self.words[word_id] = ""
+        self._free.append(word_id)
+        if self._typo_tolerant(word):
+            deletes = self._deletes
+            for deleted in _deletions(word):
+                bucket = deletes[deleted]
+                if isinstance(bucket, int):
+                    del deletes[deleted]
+                else:
+                    bucket.remove(word_id)
+                    if len(bucket) == 1:
+                        deletes[deleted] = bucket[0]
+        self._word_set_changed()
+
+    def lookup(self, words: Sequence[str]) -> tuple[int, ...] | None:
+        """The ids of ``words`` when the lexicon has them all (no use is counted)."""
+        found = tuple(map(self.ids.get, words))
+        return None if None in found else found  # type: ignore[return-value]
+
+    def _typo_tolerant(self, word: str) -> bool:
+        return len(word) >= self._min_typo_length and word.isalpha()
+
+    def _word_set_changed(self) -> None:
+        self.changes += 1
+        if self._memo:
+            self._memo = {}
 
     # --- question side --------------------------------------------------------------------
 
@@ -79,15 +154,15 @@ class Lexicon:
         found: set[int] = set()
         ids, deletes = self.ids, self._deletes
         bucket = deletes.get(word)  # the question dropped a letter
-        if bucket:
-            found.update(bucket)
+        if bucket is not None:
+            found.update((bucket,) if isinstance(bucket, int) else bucket)
         for deleted in _deletions(word):
             same = ids.get(deleted)  # the question added a letter
             if same is not None and len(deleted) >= self._min_typo_length:
                 found.add(same)
             bucket = deletes.get(deleted)  # substituted or swapped
-            if bucket:
-                found.update(bucket)
+            if bucket is not None:
+                found.update((bucket,) if isinstance(bucket, int) else bucket)
         words = self.words
         return [i for i in found if OSA.distance(word, words[i], score_cutoff=1) == 1]
 

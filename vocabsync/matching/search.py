@@ -1,4 +1,4 @@
-"""Finding the terms of one layer in a question: a walk of each field's trie from each word.
+"""Finding the terms of the index in a question: a walk of each field's trie from each word.
 
 From every question word that can begin a term, the walk follows the readings of the next words
 (exact, abbreviated, inflected, typo, joined/split) down the trie. Where no reading continues, it
@@ -50,7 +50,6 @@ class Candidate:
     last: int
     score: float
     exact: bool
-    prefix_path: tuple[int, ...] | None  # word ids walked, for a partial name
 
 
 @dataclass(slots=True)
@@ -89,7 +88,7 @@ class _State:
 
 
 class LayerSearch:
-    """Search one layer for one question (the per-question readings are computed once)."""
+    """Search the layer for one question (the per-question readings are computed once)."""
 
     def __init__(
         self,
@@ -258,8 +257,7 @@ class LayerSearch:
         settings = self.settings
         entry_id = trie.terminal(state.node)
         if entry_id != NONE:
-            entry = trie.entries[entry_id]
-            if self._acceptable(state, len(entry.words), entry.letters):
+            if self._acceptable(state, trie.entry_length(entry_id), trie.entry_letters(entry_id)):
                 out.append(
                     Candidate(
                         field_name,
@@ -268,19 +266,19 @@ class LayerSearch:
                         last,
                         round(max(0.05, 1.0 - state.penalty), 3),
                         state.exact,
-                        None,
                     )
                 )
             return
         entry_id = trie.owner(state.node)
         if entry_id < 0 or state.skipped or state.edits > 1:
             return
-        entry = trie.entries[entry_id]
-        total = len(entry.words)
+        total = trie.entry_length(entry_id)
         depth = state.depth
         if depth >= total or self.words[state.path[-1]] in CONNECTORS:
             return
-        if depth < settings.prefix_min_words and not self._short_prefix(state, entry.words):
+        if depth < settings.prefix_min_words and not self._short_prefix(
+            state, field_name, entry_id
+        ):
             return
         # A partial name is weaker evidence than a whole one: written as in the name (no plural:
         # "the two dump trucks" is not "Dump Truck Rental"), and made of everyday words only when
@@ -302,7 +300,6 @@ class LayerSearch:
                 last,
                 round(max(0.05, 1.0 - penalty), 3),
                 False,
-                state.path,
             )
         )
 
@@ -338,9 +335,12 @@ class LayerSearch:
             return state.solid >= 2
         return state.solid >= 1 or not state.shapes
 
-    def _short_prefix(self, state: _State, term_words: tuple[str, ...]) -> bool:
+    def _short_prefix(self, state: _State, field_name: str, entry_id: int) -> bool:
         """A shorter partial name is fine when all it leaves out is "City", "Philippines"..."""
-        if not state.exact or not all(w in GENERIC_TAIL for w in term_words[state.depth :]):
+        if not state.exact:
+            return False
+        term_words = self.layer.entry_words(field_name, entry_id)
+        if not all(w in GENERIC_TAIL for w in term_words[state.depth :]):
             return False
         word = self.words[state.path[-1]]
         return len(word) >= 4 and word.isalpha() and not is_common(word)
