@@ -67,7 +67,7 @@ class Trie:
         """The first words of the terms: word id -> node (the root's children)."""
         self._first_by_initial: dict[str, dict[int, int]] = {}
         # Filled by readers on demand, dropped by writers where they change the trie:
-        self._skip_index: dict[int, dict[int, list[Hop]]] = {}
+        self._skip_index: dict[int, dict[int, dict[int, Hop]]] = {}
         self._abbreviated_first: dict[str, dict[str, list[tuple[int, int]]]] = {}
         self.touched = 0
         """Nodes visited by writes so far (the cost tests compare it across trie sizes)."""
@@ -168,16 +168,20 @@ class Trie:
                 if at:
                     key = word_id << _DEPTH_BITS | (at if at < _MAX_DEPTH else _MAX_DEPTH)
                     positions[key] = positions.get(key, 0) + 1
-            if self._skip_index:
-                self._forget_skips(parent, node)
             child = self._new_child(node, path[depth])
             if node == 0:
                 self._first_word_added(path[0], child)
             owner[child] = entry
-            node = child
-            depth += 1
-            if depth < length:
-                node = self._new_chain(node, path[depth:], entry)
+            last = child
+            if depth + 1 < length:
+                last = self._new_chain(child, path[depth + 1 :], entry)
+            if self._skip_index:  # the grandchild indexes above the new nodes gain hops
+                if parent != NONE:
+                    self._hop_added(parent, node, path[depth - 1], path[depth], child)
+                if last != child:
+                    second = self._one_child[child]
+                    self._hop_added(node, child, path[depth], path[depth + 1], second)
+            node = last
         self.touched += length + 1
         other = NONE
         if own:
@@ -228,7 +232,8 @@ class Trie:
             if one_word[node] == NONE and terminal[node] == NONE:  # nothing left at or below
                 parent = nodes[index - 1]
                 self._detach(parent, path[index - 1])
-                self._forget_skips(nodes[index - 2] if index >= 2 else NONE, parent)
+                if index >= 2 and self._skip_index:
+                    self._hop_removed(nodes[index - 2], parent, path[index - 1])
                 self._free(node)
                 if parent == 0:
                     self._first_word_removed(path[0])
@@ -342,10 +347,22 @@ class Trie:
             seen = below
         return seen
 
-    def _forget_skips(self, grandparent: int, parent: int) -> None:
-        """A child of ``parent`` came or went: the grandchild indexes that list it are stale."""
-        self._skip_index.pop(parent, None)
-        self._skip_index.pop(grandparent, None)
+    def _hop_added(
+        self, grandparent: int, parent: int, parent_word: int, word_id: int, child: int
+    ) -> None:
+        """``child`` hangs below ``parent`` now: list it in ``grandparent``'s index, if any."""
+        index = self._skip_index.get(grandparent)
+        if index is not None:
+            index.setdefault(word_id, {})[parent] = (parent_word, parent, word_id, child)
+
+    def _hop_removed(self, grandparent: int, parent: int, word_id: int) -> None:
+        index = self._skip_index.get(grandparent)
+        if index is not None:
+            hops = index.get(word_id)
+            if hops is not None:
+                hops.pop(parent, None)
+                if not hops:
+                    del index[word_id]
 
     def _first_word_added(self, word_id: int, child: int) -> None:
         initial = self._words[word_id][:1]
@@ -394,7 +411,7 @@ class Trie:
             index = self._skip_index.get(node)
             if index is None:
                 index = self._skip_index[node] = self._grandchildren(node)
-            return [hop for target in wanted for hop in index.get(target, ())]
+            return [hop for target in wanted for hop in index.get(target, {}).values()]
         out: list[Hop] = []
         one_word, one_child, many = self._one_word, self._one_child, self._many
         for word_id, child in self.children(node):
@@ -410,11 +427,12 @@ class Trie:
                         out.append((word_id, child, target, grandchild))
         return out
 
-    def _grandchildren(self, node: int) -> dict[int, list[Hop]]:
-        index: dict[int, list[Hop]] = {}
+    def _grandchildren(self, node: int) -> dict[int, dict[int, Hop]]:
+        """Grandchild word -> {child: hop}, kept current by writes once built."""
+        index: dict[int, dict[int, Hop]] = {}
         for word_id, child in self.children(node):
             for below, grandchild in self.children(child):
-                index.setdefault(below, []).append((word_id, child, below, grandchild))
+                index.setdefault(below, {})[child] = (word_id, child, below, grandchild)
         return index
 
     def abbreviated_first_words(
