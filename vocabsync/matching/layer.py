@@ -99,7 +99,7 @@ class Layer:
 
     def touched(self) -> int:
         """Trie nodes and lexicon words written so far (what a change costs, in operations)."""
-        return sum(trie.touched for trie in self.tries.values()) + self.lexicon.changes
+        return sum(trie.touched for trie in self.tries.values()) + self.lexicon.writes
 
     def _own_entry(self, trie: Trie, own: tuple[str, ...]) -> int:
         path = self.lexicon.lookup(own)

@@ -57,8 +57,8 @@ class Lexicon:
         # Readings of question words seen lately, for the current set of words: a new word or a
         # dropped one replaces it (readers run under the index's lock, never during a change).
         self._memo: dict[str, tuple[Step, ...]] = {}
-        self.changes = 0
-        """Words added or dropped so far (the cost tests look at it)."""
+        self.writes = 0
+        """Entries written so far (words, deleted forms): what the cost tests compare."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -112,7 +112,7 @@ class Lexicon:
                     deletes[deleted] = [bucket, word_id]
                 else:
                     bucket.append(word_id)
-        self._word_set_changed()
+        self._word_set_changed(word)
         return word_id
 
     def _drop(self, word_id: int) -> None:
@@ -130,7 +130,7 @@ class Lexicon:
                     bucket.remove(word_id)
                     if len(bucket) == 1:
                         deletes[deleted] = bucket[0]
-        self._word_set_changed()
+        self._word_set_changed(word)
 
     def lookup(self, words: Sequence[str]) -> tuple[int, ...] | None:
         """The ids of ``words`` when the lexicon has them all (no use is counted)."""
@@ -140,8 +140,8 @@ class Lexicon:
     def _typo_tolerant(self, word: str) -> bool:
         return len(word) >= self._min_typo_length and word.isalpha()
 
-    def _word_set_changed(self) -> None:
-        self.changes += 1
+    def _word_set_changed(self, word: str) -> None:
+        self.writes += 1 + len(word)
         if self._memo:
             self._memo = {}
 
