@@ -33,6 +33,13 @@ PENALTY_PREFIX = 0.2  # a partial name, plus the share of words left out:
 PENALTY_PREFIX_MISSING = 0.2
 
 MAX_SHAPE_ABBREVIATIONS = 2
+MAX_DETOUR_FANOUT = 256
+"""Detours are tried only where a name goes on in at most this many ways: among thousands of
+continuations ("Expenses - <any supplier> ...") a guessed word is more often wrong than right
+(and ambiguous ones are dropped anyway), and looking at each continuation costs milliseconds."""
+MAX_GUESSES = 16
+"""A guess (abbreviation, two typos) that fits more words than this where it stands is no
+evidence: "Aug" fits hundreds of place names beginning with A; none is followed."""
 CONNECTORS = frozenset({"of", "and", "the", "de", "del", "dela", "la", "at", "in", "on", "for"})
 GENERIC_TAIL = frozenset(
     {"city", "philippines", "province", "municipality", "town", "proper", "metro", "manila"}
@@ -145,9 +152,11 @@ class LayerSearch:
                 stack.append(self._advance(root, child, step, step.edits))
         if shape:  # "Const. of ..." for "Construction of ..."
             token = self.tokens[start]
-            for word_id, child in trie.abbreviated_first_words(token.text, _is_abbreviation):
-                root = root or _State(0, start, 0, 0, 0.0, 0, False, 0, 0, False, True, ())
-                stack.append(_shaped(root.moved(child, start + 1, (word_id,)), token))
+            found = trie.abbreviated_first_words(token.text, _is_abbreviation)
+            if len(found) <= MAX_GUESSES:
+                for word_id, child in found:
+                    root = root or _State(0, start, 0, 0, 0.0, 0, False, 0, 0, False, True, ())
+                    stack.append(_shaped(root.moved(child, start + 1, (word_id,)), token))
         return stack
 
     def _walk(
@@ -203,6 +212,8 @@ class LayerSearch:
     def _detours(self, trie: Trie, state: _State, stack: list[_State], guesses: bool) -> None:
         """A dropped middle word; and when no reading continues the term (``guesses``), a
         guessed abbreviation or two typos in a long word."""
+        if trie.fanout(state.node) > MAX_DETOUR_FANOUT:
+            return
         token = self.tokens[state.pos]
         text = token.text
         words = self.words
@@ -214,10 +225,11 @@ class LayerSearch:
             and text.isalpha()
         )
         if guesses and (shape_ok or two_typos_ok):
+            guessed: list[_State] = []
             for word_id, child in trie.children(state.node):
                 word = words[word_id]
                 if shape_ok and word[0] == text[0] and _is_abbreviation(text, word):
-                    stack.append(_shaped(state.moved(child, state.pos + 1, (word_id,)), token))
+                    guessed.append(_shaped(state.moved(child, state.pos + 1, (word_id,)), token))
                 elif (
                     two_typos_ok
                     and len(word) >= 8
@@ -228,7 +240,9 @@ class LayerSearch:
                     typo.edits += 2
                     typo.penalty += 2 * PENALTY_TYPO
                     typo.exact = False
-                    stack.append(typo)
+                    guessed.append(typo)
+            if len(guessed) <= MAX_GUESSES:
+                stack += guessed
         if state.skipped:
             return
         steps = [step for step in self.steps[state.pos] if not step.kind & TYPO]

@@ -461,6 +461,13 @@ class Trie:
             return word_id in self.first_words
         return (word_id << _DEPTH_BITS | min(position, _MAX_DEPTH)) in self._positions
 
+    def fanout(self, node: int) -> int:
+        """How many children ``node`` has."""
+        single = self._one_word[node]
+        if single == _MANY:
+            return len(self._many[node])
+        return 0 if single == NONE else 1
+
     def has_children(self, node: int) -> bool:
         return self._one_word[node] != NONE
 
