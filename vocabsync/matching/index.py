@@ -5,11 +5,14 @@ in place, at the cost of indexing that term: no base, overlay or rebuild. Its si
 maintainer's worker thread) and its readers take turns on a lock, the writer a chunk of at most
 :data:`APPLY_CHUNK` terms at a time, so a reader waits at most a few milliseconds.
 
-Every answer reflects one version of the vocabulary. A change of up to :data:`APPLY_CHUNK` terms
-(nearly all of them) is applied in one turn. A bigger one (a bulk import) takes several turns:
-its new terms go in hidden, then one turn publishes the new version (new terms visible, removed
-terms hidden), then its removed terms come out. While it is in flight, the words of its hidden
-terms may only make a reader more careful (a partial name they share reads as ambiguous).
+A change of up to :data:`APPLY_CHUNK` terms (nearly all of them) is applied in one turn, so an
+answer reflects the version before it or the version after it. A bigger one (a bulk import) takes
+several turns: its new terms go in hidden, one turn publishes the new version (new terms visible,
+removed terms hidden), then its removed terms come out. Meanwhile every answer names only terms
+of the version the index reports, and finds each of them by its full name; but a partial name or
+a guess near an in-flight term may read it as already (or still) there: a partial name it shares
+reads as ambiguous. That lasts as long as the bulk change is applied (about a second per 100k
+terms).
 """
 
 from __future__ import annotations
