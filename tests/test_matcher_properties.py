@@ -154,8 +154,7 @@ def describe(index: MatchIndex) -> dict[str, Any]:
         key: sorted(words[i] for i in ((ids,) if isinstance(ids, int) else ids))
         for key, ids in lexicon._deletes.items()
     }
-    uses = sorted((words[i], n) for i, n in lexicon.uses.items())
-    out["lexicon"] = (sorted(lexicon.ids), deletes, uses, layer.term_count)
+    out["lexicon"] = (sorted(lexicon.ids), deletes, layer.term_count)
     return out
 
 

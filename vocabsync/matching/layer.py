@@ -29,6 +29,8 @@ class Layer:
         self.abbreviations = abbreviations
         self.lexicon = Lexicon(min_typo_length)
         self.tries: dict[str, Trie] = {name: Trie(self.lexicon) for name in FIELDS}
+        tries = tuple(self.tries.values())
+        self.lexicon.in_use = lambda word_id: any(trie.has_word(word_id) for trie in tries)
         self.term_count = 0
 
     def add(self, field: str, value: str) -> bool:

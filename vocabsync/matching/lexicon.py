@@ -8,7 +8,7 @@ lookups, and the trie walk then only follows those.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 from rapidfuzz.distance import OSA
@@ -41,14 +41,14 @@ class Step(NamedTuple):
 
 class Lexicon:
     """Word <-> id and a one-deletion index over the words long enough to carry a typo. A word
-    comes with the first trie node under it and goes with the last (the tries count them), so
-    adding or removing a term costs a few dictionary operations per new or dropped word."""
+    comes with the first trie node under it and goes with the last, so adding or removing a term
+    costs a few dictionary operations per new or dropped word."""
 
     def __init__(self, min_typo_length: int) -> None:
         self.words: list[str] = []  # id -> word ("" for a free id)
         self.ids: dict[str, int] = {}
-        self.uses: dict[int, int] = {}
-        """Word id -> trie nodes under that word, in all fields (kept by the tries)."""
+        self.in_use: Callable[[int], bool] = lambda word_id: True
+        """Whether some trie still has a node under the word (set by the layer)."""
         self._free: list[int] = []
         self._fresh: list[int] = []
         # Deleted form -> the id, or the ids, of the words it comes from (mostly one: no list).
@@ -81,16 +81,13 @@ class Lexicon:
             return
         fresh, self._fresh = self._fresh, []
         for word_id in fresh:
-            if word_id not in self.uses and self.words[word_id]:
+            if self.words[word_id] and not self.in_use(word_id):
                 self._drop(word_id)
 
-    def unused(self, word_id: int) -> None:
-        """A trie node under this word went; the word goes with the last one."""
-        left = self.uses[word_id] - 1
-        if left:
-            self.uses[word_id] = left
-        else:
-            del self.uses[word_id]
+    def maybe_unused(self, word_id: int) -> None:
+        """A trie lost its last node under this word at some depth: drop the word if no trie
+        has one any more (a few lookups, only when a word leaves a position)."""
+        if not self.in_use(word_id):
             self._drop(word_id)
 
     def _new_word(self, word: str) -> int:

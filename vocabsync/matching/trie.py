@@ -43,9 +43,8 @@ class Trie:
     serialises them with a lock)."""
 
     def __init__(self, lexicon: Lexicon) -> None:
-        self._lexicon = lexicon  # counts the edges using each word (a word lives while it has one)
+        self._lexicon = lexicon  # told when a word may have gone from this trie
         self._words = lexicon.words
-        self._uses = lexicon.uses
         # Node columns (row 0 is the root, which always keeps its children in a dict).
         self._one_word = array("i", [_MANY])
         self._one_child = array("i", [NONE])
@@ -63,6 +62,7 @@ class Trie:
         self.entry_count = 0
         # (word id << 8 | position) -> nodes reached by that word at that depth (from 1).
         self._positions: dict[int, int] = {}
+        self._deepest = 0  # the deepest position ever held (bounds :meth:`has_word`)
         self.first_words: dict[int, int] = self._many[0]
         """The first words of the terms: word id -> node (the root's children)."""
         self._first_by_initial: dict[str, dict[int, int]] = {}
@@ -161,13 +161,12 @@ class Trie:
             parent, node = node, child
             depth += 1
         if depth < length:  # the rest is new: a chain of one node per word
-            positions, uses = self._positions, self._uses
-            for at in range(depth, length):
-                word_id = path[at]
-                uses[word_id] = uses.get(word_id, 0) + 1
-                if at:
-                    key = word_id << _DEPTH_BITS | (at if at < _MAX_DEPTH else _MAX_DEPTH)
-                    positions[key] = positions.get(key, 0) + 1
+            positions = self._positions
+            for at in range(depth or 1, length):
+                key = path[at] << _DEPTH_BITS | (at if at < _MAX_DEPTH else _MAX_DEPTH)
+                positions[key] = positions.get(key, 0) + 1
+            if length > self._deepest:
+                self._deepest = min(length - 1, _MAX_DEPTH)
             child = self._new_child(node, path[depth])
             if node == 0:
                 self._first_word_added(path[0], child)
@@ -248,9 +247,17 @@ class Trie:
             left = self._positions[key] - 1
             if left:
                 self._positions[key] = left
-            else:
-                del self._positions[key]
-        self._lexicon.unused(word_id)
+                return
+            del self._positions[key]
+        self._lexicon.maybe_unused(word_id)
+
+    def has_word(self, word_id: int) -> bool:
+        """Whether some node of this trie hangs under ``word_id``."""
+        if word_id in self.first_words:
+            return True
+        positions = self._positions
+        key = word_id << _DEPTH_BITS
+        return any(key | depth in positions for depth in range(1, self._deepest + 1))
 
     def _new_child(self, node: int, word_id: int) -> int:
         if self._free_nodes:
