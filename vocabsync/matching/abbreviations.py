@@ -116,6 +116,7 @@ class Abbreviations:
         self._table = dict(table)
         self._keys = frozenset(self._table)
         self._single = {key: found[0] for key, found in self._table.items() if len(found) == 1}
+        self._several = frozenset(key for key, found in self._table.items() if len(found) > 1)
         # One-deletion index of the longer abbreviations, so "Bgry." still reads as "Brgy.".
         self._deletes: dict[str, set[str]] = {}
         for key in self._table:
@@ -166,7 +167,7 @@ class Abbreviations:
         """The word sequences ``words`` may stand for, at most ``limit``, in a fixed order: each
         abbreviation read as its first expansion first ("St" street, then saint)."""
         single = self._single
-        if all(word in single or word not in self._keys for word in words):
+        if self._several.isdisjoint(words):
             out: list[str] = []
             for word in words:
                 expansion = single.get(word)

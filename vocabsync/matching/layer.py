@@ -39,23 +39,22 @@ class Layer:
         if not variants:
             return False
         trie = self.tries[field]
-        ids_for = self.lexicon.ids_for
-        paths = [ids_for(variant) for variant in variants]
+        lexicon = self.lexicon
         own = variants[0]
+        path = lexicon.ids_for(own)
         entry = trie.new_entry(value, len(own), sum(map(len, own)))
-        other = trie.insert(paths[0], entry, own=True)
+        other = trie.insert(path, entry, own=True)
         if other != NONE:  # another spelling of a term we have ("Phase II", "Phase 2")
-            trie.remove(paths[0], entry)
+            trie.remove(path, entry)
             trie.remove_value(entry, value)
             if value in trie.values(other):
-                self.lexicon.settle()
                 return False
             trie.add_value(other, value)
             entry = other
-            trie.insert(paths[0], entry, own=False)
-        for path in paths[1:]:
             trie.insert(path, entry, own=False)
-        self.lexicon.settle()
+        if len(variants) > 1:
+            for variant in variants[1:]:
+                trie.insert(lexicon.ids_for(variant), entry, own=False)
         self.term_count += 1
         return True
 

@@ -50,7 +50,6 @@ class Lexicon:
         self.in_use: Callable[[int], bool] = lambda word_id: True
         """Whether some trie still has a node under the word (set by the layer)."""
         self._free: list[int] = []
-        self._fresh: list[int] = []
         # Deleted form -> the id, or the ids, of the words it comes from (mostly one: no list).
         self._deletes: dict[str, int | list[int]] = {}
         self._min_typo_length = min_typo_length
@@ -64,8 +63,8 @@ class Lexicon:
         return len(self.ids)
 
     def ids_for(self, words: Sequence[str]) -> list[int]:
-        """The ids of ``words``, new words included (each stays only if a trie uses it by the
-        next :meth:`settle`)."""
+        """The ids of ``words``, new words included: the caller inserts a path with them at
+        once (a word lives while some trie node hangs under it)."""
         ids = self.ids
         found = list(map(ids.get, words))
         if None in found:
@@ -74,15 +73,6 @@ class Lexicon:
                     word_id = ids.get(word)
                     found[index] = self._new_word(word) if word_id is None else word_id
         return found  # type: ignore[return-value]
-
-    def settle(self) -> None:
-        """Drop the words that :meth:`ids_for` created and no trie has used."""
-        if not self._fresh:
-            return
-        fresh, self._fresh = self._fresh, []
-        for word_id in fresh:
-            if self.words[word_id] and not self.in_use(word_id):
-                self._drop(word_id)
 
     def maybe_unused(self, word_id: int) -> None:
         """A trie lost its last node under this word at some depth: drop the word if no trie
@@ -98,7 +88,6 @@ class Lexicon:
             word_id = len(self.words)
             self.words.append(word)
         self.ids[word] = word_id
-        self._fresh.append(word_id)
         if self._typo_tolerant(word):
             deletes = self._deletes
             for deleted in _deletions(word):

@@ -167,13 +167,9 @@ class Trie:
                 positions[key] = positions.get(key, 0) + 1
             if length > self._deepest:
                 self._deepest = min(length - 1, _MAX_DEPTH)
-            child = self._new_child(node, path[depth])
+            child, last = self._grow(node, path, depth, entry)
             if node == 0:
                 self._first_word_added(path[0], child)
-            owner[child] = entry
-            last = child
-            if depth + 1 < length:
-                last = self._new_chain(child, path[depth + 1 :], entry)
             if self._skip_index:  # the grandchild indexes above the new nodes gain hops
                 if parent != NONE:
                     self._hop_added(parent, node, path[depth - 1], path[depth], child)
@@ -182,37 +178,46 @@ class Trie:
                     self._hop_added(node, child, path[depth], path[depth + 1], second)
             node = last
         self.touched += length + 1
+        terminal = self._terminal
+        if terminal[node] == NONE:
+            terminal[node] = entry
+            if own:
+                self._entry_node[entry] = node
+            return NONE
         other = NONE
         if own:
             other = self.own_entry(node)
             self._entry_node[entry] = node
-        terminal = self._terminal
-        if terminal[node] == NONE:
-            terminal[node] = entry
-        else:
-            self._add_terminal(node, entry)
+        self._add_terminal(node, entry)
         return other
 
-    def _new_chain(self, node: int, words: Sequence[int], entry: int) -> int:
-        """Hang new nodes for ``words`` below the new leaf ``node``, one below the other;
-        returns the last. Appended column by column (the bulk of a build)."""
+    def _grow(self, node: int, path: Sequence[int], start: int, entry: int) -> tuple[int, int]:
+        """Hang new nodes for ``path[start:]`` below ``node``, one below the other, owned by
+        ``entry``; returns the first and the last. Appended column by column when no freed node
+        is waiting (the bulk of a build)."""
         if self._free_nodes:
-            for word_id in words:
-                child = self._new_child(node, word_id)
-                self._owner[child] = entry
-                node = child
-            return node
-        first = len(self._one_word)
-        size = len(words)
-        self._one_word[node] = words[0]
-        self._one_child[node] = first
-        self._one_word.extend(words[1:])
-        self._one_word.append(NONE)
-        self._one_child.extend(range(first + 1, first + size))
-        self._one_child.append(NONE)
+            first = node = self._new_child(node, path[start])
+            self._owner[node] = entry
+            for word_id in path[start + 1 :]:
+                node = self._new_child(node, word_id)
+                self._owner[node] = entry
+            return first, node
+        one_word, one_child = self._one_word, self._one_child
+        first = len(one_word)
+        size = len(path) - start
+        single = one_word[node]
+        if single == NONE:
+            one_word[node] = path[start]
+            one_child[node] = first
+        else:
+            self._link(node, path[start], first)
+        one_word.extend(path[start + 1 :])
+        one_word.append(NONE)
+        one_child.extend(range(first + 1, first + size))
+        one_child.append(NONE)
         self._terminal.extend(_nones(size))
         self._owner.extend(array("i", (entry,)) * size)
-        return first + size - 1
+        return first, first + size - 1
 
     def remove(self, path: Sequence[int], entry: int) -> None:
         """Take one reading of ``entry`` out (it must have been inserted)."""
@@ -268,6 +273,10 @@ class Trie:
             self._one_child.append(NONE)
             self._terminal.append(NONE)
             self._owner.append(NONE)
+        self._link(node, word_id, child)
+        return child
+
+    def _link(self, node: int, word_id: int, child: int) -> None:
         single = self._one_word[node]
         if single == NONE:
             self._one_word[node] = word_id
@@ -278,7 +287,6 @@ class Trie:
             self._many[node] = {single: self._one_child[node], word_id: child}
             self._one_word[node] = _MANY
             self._one_child[node] = NONE
-        return child
 
     def _detach(self, node: int, word_id: int) -> None:
         """Forget ``node``'s child under ``word_id`` (a dict of one goes back to the columns)."""
