@@ -10,12 +10,13 @@ from unittest.mock import patch
 
 import pytest
 
-from tests.waiting import wait_until
+from tests.waiting import wait_until, wait_until_async
 from vocabsync.backoff import Backoff
 from vocabsync.matching import Abbreviations, MatchSettings
 from vocabsync.matching.changes import FieldChange, diff
 from vocabsync.matching.layer import Layer
 from vocabsync.matching.maintainer import IndexMaintainer
+from vocabsync.services.entity_matcher import EntityMatcher, IndexNotReadyError
 from vocabsync.vocabulary import FIELDS, Snapshot
 
 BASE = {
@@ -323,3 +324,42 @@ def test_a_failed_delta_is_recovered_by_a_rebuild_that_includes_it() -> None:
         ) == {"Solid Tower", "Flaky Tower", "Late Tower", "Pasig"}  # the project is gone
     finally:
         maintainer.close()
+
+
+# --- the service the cache calls ------------------------------------------------------------
+
+
+async def test_the_entity_matcher_follows_load_full_and_apply_delta() -> None:
+    """What the cache calls on the event loop: both only hand the work over (nothing changes
+    before the worker runs), and the matcher follows them without a rebuild."""
+    matcher = EntityMatcher(MatchSettings(_env_file=None))  # type: ignore[call-arg]
+    matcher.load_full(7, BASE)
+    matcher.apply_delta(
+        8, {"projects": ["Taguig Port"]}, {"projects": ["Pasig Bridge Rehabilitation"]}
+    )
+    assert (matcher.ready, matcher.maintainer.pending) == (False, 2)
+    matcher.start()
+    try:
+        assert await matcher.wait_ready(10)
+        await wait_until_async(lambda: matcher.version == 8, message="delta applied")
+        result = matcher.match("taguig port or pasig bridge rehabilitation", fields=["projects"])
+        assert (result.version, [m.value for m in result.matches]) == (8, ["Taguig Port"])
+        matcher.apply_delta(9, {"expense_categories": ["Cement"]}, {})
+        await wait_until_async(lambda: matcher.version == 9)
+        assert [m.value for m in matcher.match_entities("cement")] == ["Cement"]
+        status = matcher.status()
+        assert (status["terms"], status["full_builds"], status["deltas_applied"]) == (6, 1, 2)
+    finally:
+        matcher.close()
+    assert worker_threads() == []
+
+
+def test_a_disabled_matcher_ignores_changes() -> None:
+    matcher = EntityMatcher(MatchSettings(_env_file=None, enabled=False))  # type: ignore[call-arg]
+    matcher.load_full(1, BASE)
+    matcher.apply_delta(2, {"projects": ["Taguig Port"]}, {})
+    matcher.start()
+    assert not matcher.ready
+    assert worker_threads() == []
+    with pytest.raises(IndexNotReadyError, match="disabled"):
+        matcher.match("taguig port")
