@@ -144,7 +144,15 @@ class Trie:
         one_word, one_child = self._one_word, self._one_child
         owner = self._owner
         length = len(path)
-        parent, node, depth = NONE, 0, 0
+        if not length:
+            raise ValueError("a reading has at least one word")
+        node = self.first_words.get(path[0], NONE)
+        if node == NONE:
+            parent, node, depth = NONE, 0, 0
+        else:
+            if owner[node] != entry:
+                owner[node] = AMBIGUOUS
+            parent, depth = 0, 1
         while depth < length:  # down the nodes that exist
             word_id = path[depth]
             single = one_word[node]
@@ -206,7 +214,9 @@ class Trie:
         first = len(one_word)
         size = len(path) - start
         single = one_word[node]
-        if single == NONE:
+        if single == _MANY:
+            self._many[node][path[start]] = first
+        elif single == NONE:
             one_word[node] = path[start]
             one_child[node] = first
         else:
