@@ -166,6 +166,7 @@ def measure(size: int, queries: int, seed: int) -> dict[str, float]:
         rounds.append((wall, cpu))
 
     terms_held = index.term_count
+    words, nodes = len(index.layer.lexicon), index.layer.node_count()
     bulk_s = float("nan")
     if size >= BULK:
         projects = vocabulary["projects"]
@@ -175,8 +176,8 @@ def measure(size: int, queries: int, seed: int) -> dict[str, float]:
 
     return {
         "terms": terms_held,
-        "words": len(index.layer.lexicon),
-        "nodes": index.layer.node_count(),
+        "words": words,
+        "nodes": nodes,
         "build_s": build_s,
         "build_cpu_s": build_cpu_s,
         "rss_vocabulary_mb": rss_vocabulary,
