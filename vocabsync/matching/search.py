@@ -19,7 +19,7 @@ from vocabsync.matching.layer import Layer
 from vocabsync.matching.lexicon import ABBREVIATED, EXACT, INFLECTED, SPACING, TYPO, WEAK, Step
 from vocabsync.matching.settings import MatchSettings
 from vocabsync.matching.text import Token
-from vocabsync.matching.trie import NONE, Trie
+from vocabsync.matching.trie import MAX_DETOUR_FANOUT, NONE, Trie
 
 # Score penalties (an exact match scores 1.0).
 PENALTY_ABBREVIATED = 0.02
@@ -33,10 +33,9 @@ PENALTY_PREFIX = 0.2  # a partial name, plus the share of words left out:
 PENALTY_PREFIX_MISSING = 0.2
 
 MAX_SHAPE_ABBREVIATIONS = 2
-MAX_DETOUR_FANOUT = 256
-"""Detours are tried only where a name goes on in at most this many ways: among thousands of
-continuations ("Expenses - <any supplier> ...") a guessed word is more often wrong than right
-(and ambiguous ones are dropped anyway), and looking at each continuation costs milliseconds."""
+# Detours are tried only where a name goes on in at most MAX_DETOUR_FANOUT ways: among
+# thousands of continuations ("Expenses - <any supplier> ...") a guessed word is more often wrong
+# than right (and ambiguous ones are dropped anyway), and looking at each costs milliseconds.
 MAX_GUESSES = 16
 """A guess (abbreviation, two typos) that fits more words than this where it stands is no
 evidence: "Aug" fits hundreds of place names beginning with A; none is followed."""

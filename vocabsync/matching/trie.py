@@ -27,6 +27,11 @@ Hop = tuple[int, int, int, int]
 
 SKIP_INDEX_FROM = 8
 """Children from which a node indexes its grandchildren for dropped-word lookups."""
+MAX_DETOUR_FANOUT = 256
+"""Children beyond which the search tries no detour (a dropped word, a guess) below a node, so
+no grandchild index is kept for it either."""
+_CHILD_BITS = 32  # a hop is stored as (skipped word id << 32 | child node)
+_CHILD_MASK = (1 << _CHILD_BITS) - 1
 
 NONE = -1
 AMBIGUOUS = -2
@@ -67,7 +72,8 @@ class Trie:
         """The first words of the terms: word id -> node (the root's children)."""
         self._first_by_initial: dict[str, dict[int, int]] = {}
         # Filled by readers on demand, dropped by writers where they change the trie:
-        self._skip_index: dict[int, dict[int, dict[int, Hop]]] = {}
+        # node -> grandchild word -> hops through its children (word id << 32 | child node)
+        self._skip_index: dict[int, dict[int, list[int]]] = {}
         self._abbreviated_first: dict[str, dict[str, list[tuple[int, int]]]] = {}
         self.touched = 0
         """Nodes visited by writes so far (the cost tests compare it across trie sizes)."""
@@ -247,7 +253,7 @@ class Trie:
                 parent = nodes[index - 1]
                 self._detach(parent, path[index - 1])
                 if index >= 2 and self._skip_index:
-                    self._hop_removed(nodes[index - 2], parent, path[index - 1])
+                    self._hop_removed(nodes[index - 2], parent, path[index - 2], path[index - 1])
                 self._free(node)
                 if parent == 0:
                     self._first_word_removed(path[0])
@@ -378,16 +384,18 @@ class Trie:
         """``child`` hangs below ``parent`` now: list it in ``grandparent``'s index, if any."""
         index = self._skip_index.get(grandparent)
         if index is not None:
-            index.setdefault(word_id, {})[parent] = (parent_word, parent, word_id, child)
+            if self.fanout(grandparent) > MAX_DETOUR_FANOUT:
+                del self._skip_index[grandparent]  # no longer searched below: not kept
+            else:
+                index.setdefault(word_id, []).append(parent_word << _CHILD_BITS | parent)
 
-    def _hop_removed(self, grandparent: int, parent: int, word_id: int) -> None:
+    def _hop_removed(self, grandparent: int, parent: int, parent_word: int, word_id: int) -> None:
         index = self._skip_index.get(grandparent)
         if index is not None:
-            hops = index.get(word_id)
-            if hops is not None:
-                hops.pop(parent, None)
-                if not hops:
-                    del index[word_id]
+            hops = index[word_id]
+            hops.remove(parent_word << _CHILD_BITS | parent)
+            if not hops:
+                del index[word_id]
 
     def _first_word_added(self, word_id: int, child: int) -> None:
         initial = self._words[word_id][:1]
@@ -432,11 +440,19 @@ class Trie:
         question word read next. ``wanted`` is small (the readings of one question word). A node
         with many children gets its grandchildren indexed by word on first use.
         """
-        if self._one_word[node] == _MANY and len(self._many[node]) >= SKIP_INDEX_FROM:
+        if (
+            self._one_word[node] == _MANY
+            and SKIP_INDEX_FROM <= len(self._many[node]) <= MAX_DETOUR_FANOUT
+        ):
             index = self._skip_index.get(node)
             if index is None:
                 index = self._skip_index[node] = self._grandchildren(node)
-            return [hop for target in wanted for hop in index.get(target, {}).values()]
+            step = self.child
+            return [
+                (hop >> _CHILD_BITS, hop & _CHILD_MASK, target, step(hop & _CHILD_MASK, target))
+                for target in wanted
+                for hop in index.get(target, ())
+            ]
         out: list[Hop] = []
         one_word, one_child, many = self._one_word, self._one_child, self._many
         for word_id, child in self.children(node):
@@ -452,12 +468,12 @@ class Trie:
                         out.append((word_id, child, target, grandchild))
         return out
 
-    def _grandchildren(self, node: int) -> dict[int, dict[int, Hop]]:
-        """Grandchild word -> {child: hop}, kept current by writes once built."""
-        index: dict[int, dict[int, Hop]] = {}
+    def _grandchildren(self, node: int) -> dict[int, list[int]]:
+        """Grandchild word -> hops (skipped word << 32 | child), kept current by writes."""
+        index: dict[int, list[int]] = {}
         for word_id, child in self.children(node):
-            for below, grandchild in self.children(child):
-                index.setdefault(below, {})[child] = (word_id, child, below, grandchild)
+            for below, _ in self.children(child):
+                index.setdefault(below, []).append(word_id << _CHILD_BITS | child)
         return index
 
     def abbreviated_first_words(
