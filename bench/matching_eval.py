@@ -492,6 +492,98 @@ def generate_vocabulary(size: int, seed: int = 2024) -> dict[str, list[str]]:
     return vocabulary
 
 
+SYLLABLES = (
+    "ba", "bi", "bu", "ka", "ki", "ku", "da", "di", "du", "ga", "gi", "gu", "ha", "hi", "la", "li",
+    "lu", "ma", "mi", "mu", "na", "ni", "nu", "pa", "pi", "pu", "ra", "ri", "sa", "si", "su",
+    "ta", "ti", "tu", "ya", "wa", "an", "ang", "on", "ong", "in", "ay", "ag", "al", "as", "ba",
+)  # fmt: skip
+ENDINGS = ("", "", "", "an", "on", "in", "ay", "ao", "ag", "ug", "it", "og")
+SUPPLIER_KINDS = (
+    "Trading", "Hardware", "Construction Supply", "Enterprises", "Builders", "Motor Works",
+    "Marketing", "Aggregates", "Steel Corp.", "Lumber", "Petron Station", "Concrete Products",
+)  # fmt: skip
+FILE_TOPICS = (
+    "Payroll", "Billing", "Materials", "Fuel Log", "Equipment Rental", "Petty Cash", "Purchases",
+    "Collections", "Disbursements", "Progress Report", "Statement of Account", "Liquidation",
+)  # fmt: skip
+
+
+def synthetic_places(count: int, rng: random.Random) -> list[str]:
+    """Place-like names built from Tagalog-like syllables ("Malabanan", "Tagbiran"), so a big
+    vocabulary has as many distinct words as real books (barangays, sitios, streets, people)."""
+    names: set[str] = set()
+    while len(names) < count:
+        parts = [_pick(rng, SYLLABLES) for _ in range(rng.choice((2, 2, 3, 3, 4)))]
+        name = ("".join(parts) + _pick(rng, ENDINGS)).capitalize()
+        if len(name) >= 5:
+            names.add(name)
+    return sorted(names)
+
+
+def large_vocabulary(size: int, seed: int = 2024) -> dict[str, list[str]]:
+    """About ``size`` terms shaped like issue 8's million: half project names, half file names,
+    2,000 categories and 1 % locations. Names draw on the lists above plus synthetic places and
+    suppliers (tens of thousands of distinct words at a million terms), so nothing saturates."""
+    rng = random.Random(seed * 7_919 + size)
+    pool = max(200, min(30_000, size // 30))
+    places = [*CITIES, *synthetic_places(pool, rng)]
+    barangays = [*BARANGAYS, *synthetic_places(pool, rng)]
+    suppliers = [f"{name} {_pick(rng, SUPPLIER_KINDS)}" for name in synthetic_places(pool, rng)]
+    facilities = (*FACILITIES, *EXTRA_FACILITIES)
+    features = (*FEATURES, *EXTRA_FEATURES)
+
+    def project() -> str:
+        pattern = rng.random()
+        place, phase = _pick(rng, places), _pick(rng, PHASES)
+        facility = _pick(rng, facilities)
+        if pattern < 0.45:
+            feature = _pick(rng, features) + " " if rng.random() < 0.5 else ""
+            return f"{place} {feature}{facility}{phase}"
+        if pattern < 0.7:
+            return f"Construction of {facility}, Brgy. {_pick(rng, barangays)}, {place}{phase}"
+        if pattern < 0.8:
+            return f"Rehabilitation of {_pick(rng, barangays)} Bridge, {place}{phase}"
+        if pattern < 0.9:
+            return f"Improvement of {_pick(rng, STREETS)} St., {place}{phase}"
+        return f"{place} {_pick(rng, barangays)} {facility}{phase}"
+
+    def file(kind: str) -> str:
+        pattern = rng.random()
+        month, year = _pick(rng, MONTHS), rng.randrange(2015, 2026)
+        extension = _pick(rng, FILE_EXTENSIONS)
+        if pattern < 0.3:
+            return f"{kind}_{month}_{year}_{rng.randrange(10_000):04d}{extension}"
+        if pattern < 0.6:
+            name = _pick(rng, projects).split(",")[0]
+            return f"{name} - {kind} {_pick(rng, FILE_TOPICS)} {month[:3]} {year}{extension}"
+        if pattern < 0.8:
+            return f"{kind} - {_pick(rng, suppliers)} {month} {year}{extension}"
+        quarter, release = rng.randrange(1, 5), rng.randrange(1, 20)
+        return f"{kind} {_pick(rng, FILE_TOPICS)} Q{quarter} {year} v{release}{extension}"
+
+    taken: set[str] = set()
+    categories = min(2_000, max(10, size // 11))
+    locations = max(5, size // 100)
+    project_count = (size - categories - locations) // 2
+    files = size - categories - locations - project_count
+    projects = _distinct(project, project_count, taken)
+    vocabulary = {
+        "projects": projects,
+        "project_locations": _distinct(
+            lambda: f"Brgy. {_pick(rng, barangays)}, {_pick(rng, places)}", locations, taken
+        ),
+        "expense_files": _distinct(lambda: file("Expenses"), files * 55 // 100, taken),
+        "cashflow_files": _distinct(lambda: file("CashFlow"), files - files * 55 // 100, taken),
+    }
+    expense = _distinct(lambda: _category(rng), categories // 2, taken)
+    shared = expense[: int(categories // 2 * 0.4)]
+    vocabulary["expense_categories"] = expense
+    vocabulary["cashflow_categories"] = shared + _distinct(
+        lambda: _category(rng), categories - categories // 2 - len(shared), taken
+    )
+    return vocabulary
+
+
 PrefixCounts = Counter[tuple[str, ...]]
 CONNECTORS = frozenset({"of", "and", "the", "de", "del", "dela", "la", "at", "in", "on", "for"})
 """Nobody stops a partial name on these ("Rehabilitation of", "Naga Dela")."""

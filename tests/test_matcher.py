@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -267,19 +268,16 @@ def test_empty_or_wordless_text() -> None:
 # --- incremental changes ------------------------------------------------------------------
 
 
-def test_overlay_and_tombstones_answer_like_a_fresh_build() -> None:
-    base_lists = {n: list(VOCABULARY[n]) for n in FIELDS}
+def test_a_change_applied_in_place_answers_like_a_fresh_build() -> None:
     new_lists = {n: list(VOCABULARY[n]) for n in FIELDS}
     new_lists["projects"].remove("Pasig Bridge Rehabilitation")
     new_lists["projects"].append("Marikina Riverbanks Seawall")
     new_lists["expense_categories"].append("Cement")
-    incremental = INDEX.with_changes(
+    incremental = index_of()
+    incremental.apply(
         8,
-        {
-            "projects": frozenset({"Marikina Riverbanks Seawall"}),
-            "expense_categories": frozenset({"Cement"}),
-        },
-        {"projects": frozenset({"Pasig Bridge Rehabilitation"})},
+        {"projects": ["Marikina Riverbanks Seawall"], "expense_categories": ["Cement"]},
+        {"projects": ["Pasig Bridge Rehabilitation"]},
     )
     fresh = index_of(new_lists)
     for text in (
@@ -291,7 +289,87 @@ def test_overlay_and_tombstones_answer_like_a_fresh_build() -> None:
     ):
         assert incremental.match(text) == fresh.match(text), text
     assert incremental.version == 8
-    assert base_lists != new_lists
+
+
+def test_a_partial_name_is_unique_again_as_soon_as_its_rival_is_removed() -> None:
+    index = index_of()
+    assert projects("news on Marikina Flood Control", index) == set()  # Phase 1 or Phase 2?
+    index.apply(8, {}, {"projects": ["Marikina Flood Control Phase 2"]})
+    assert projects("news on Marikina Flood Control", index) == {"Marikina Flood Control Phase 1"}
+    index.apply(9, {"projects": ["Marikina Flood Control Phase 2"]}, {})
+    assert projects("news on Marikina Flood Control", index) == set()
+
+
+PLACES = ("Pasig", "Marikina", "Taguig", "Antipolo", "Cainta", "Taytay", "Binangonan", "Angono",
+          "Teresa", "Morong", "Baras", "Tanay", "Pililla", "Cardona", "Rodriguez", "Caloocan",
+          "Malabon", "Navotas", "Valenzuela", "Pateros")  # fmt: skip
+FACILITIES = ("Seawall", "Flood Control", "Bridge Rehabilitation", "Road Widening", "Drainage",
+              "Public Market", "Health Center", "School Building", "Water System",
+              "Covered Court")  # fmt: skip
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=2)
+def synthetic_index(size: int) -> MatchIndex:
+    """``size`` terms: project names and file names from combinations (the first 10k terms of
+    the 100k vocabulary are the 10k vocabulary)."""
+    projects = [
+        f"{place} {facility} Lot {lot}"
+        for lot in range(size // 400 + 1)
+        for place in PLACES
+        for facility in FACILITIES
+    ][: size // 2]
+    files = [
+        f"Expenses {place} {month} {2000 + n % 25} {n}.xlsx"
+        for n in range(size // 480 + 1)
+        for place in PLACES
+        for month in MONTHS
+    ][: size - len(projects)]
+    return index_of({"projects": projects, "expense_files": files})
+
+
+@pytest.mark.parametrize(
+    ("field", "term"),
+    [
+        ("projects", "Pasig Seawall Lot 7777"),  # known words, a new branch deep in the trie
+        ("projects", "Zamboanga Hovercraft Terminal"),  # new words: the lexicon grows
+        ("expense_files", "Expenses Pasig March 2024 7.xlsx.bak"),  # below an existing term
+    ],
+)
+def test_a_one_term_change_costs_the_same_at_10k_and_100k_terms(field: str, term: str) -> None:
+    """Adding then removing one term writes as many index entries (trie nodes visited, words and
+    deleted forms) whatever the size of the vocabulary: no work grows with it."""
+    costs = []
+    for size in (10_000, 100_000):
+        index = synthetic_index(size)
+        assert index.term_count == size
+        layer = index.layer
+        before = layer.touched()
+        index.apply(index.version + 1, {field: [term]}, {})
+        added = layer.touched() - before
+        assert [m.value for m in index.match(f"about {term}?")] == [term]
+        before = layer.touched()
+        index.apply(index.version + 1, {}, {field: [term]})
+        removed = layer.touched() - before
+        assert index.term_count == size
+        costs.append((added, removed))
+    (small_add, small_remove), (large_add, large_remove) = costs
+    assert 0 < large_add <= small_add + 2, costs
+    assert 0 < large_remove <= small_remove + 2, costs
+    assert max(large_add, large_remove) < 200, costs
+
+
+def test_removing_a_term_that_shares_its_words_costs_the_same_at_10k_and_100k_terms() -> None:
+    costs = []
+    for size in (10_000, 100_000):
+        index = synthetic_index(size)
+        layer = index.layer
+        before = layer.touched()
+        index.apply(index.version + 1, {}, {"projects": ["Taguig Drainage Lot 3"]})
+        index.apply(index.version + 1, {"projects": ["Taguig Drainage Lot 3"]}, {})
+        costs.append(layer.touched() - before)
+    assert 0 < costs[1] <= costs[0] + 2, costs
 
 
 @pytest.mark.parametrize(

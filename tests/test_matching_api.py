@@ -1,7 +1,7 @@
 """POST /api/vocabulary/match in-process (lifespan included), on real PostgreSQL and Redis.
 
 End to end: a project inserted with SQL is matched through the endpoint within a second of its
-commit (bridge -> Redis -> this instance's cache -> the matcher's overlay), and a deleted one stops
+commit (bridge -> Redis -> this instance's cache -> the matcher's index), and a deleted one stops
 matching. Waits poll with a deadline.
 """
 

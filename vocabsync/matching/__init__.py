@@ -1,6 +1,6 @@
-"""Entity matching over the vocabulary: normalisation, abbreviations, the index and its overlay.
+"""Entity matching over the vocabulary: normalisation, abbreviations, an index updated in place.
 
-The service that keeps an index current for the live snapshot is
+The service that keeps an index current for the live vocabulary is
 :mod:`vocabsync.services.entity_matcher`; this package is the machinery it builds on.
 """
 

@@ -8,7 +8,8 @@ Deployments extend or override it with ``VOCABSYNC_MATCH_ABBREVIATIONS`` (see th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from rapidfuzz.distance import OSA
@@ -113,6 +114,9 @@ class Abbreviations:
 
     def __init__(self, table: Mapping[str, Sequence[Expansion]]) -> None:
         self._table = dict(table)
+        self._keys = frozenset(self._table)
+        self._single = {key: found[0] for key, found in self._table.items() if len(found) == 1}
+        self._several = frozenset(key for key, found in self._table.items() if len(found) > 1)
         # One-deletion index of the longer abbreviations, so "Bgry." still reads as "Brgy.".
         self._deletes: dict[str, set[str]] = {}
         for key in self._table:
@@ -154,6 +158,29 @@ class Abbreviations:
         for i in range(len(word)):
             keys.update(self._deletes.get(word[:i] + word[i + 1 :], ()))
         return [k for k in keys if OSA.distance(word, k, score_cutoff=1) == 1]
+
+    def any_of(self, words: Iterable[str]) -> bool:
+        """Whether any of ``words`` is an abbreviation."""
+        return not self._keys.isdisjoint(words)
+
+    def readings(self, words: Sequence[str], limit: int) -> list[Expansion]:
+        """The word sequences ``words`` may stand for, at most ``limit``, in a fixed order: each
+        abbreviation read as its first expansion first ("St" street, then saint)."""
+        single = self._single
+        if self._several.isdisjoint(words):
+            out: list[str] = []
+            for word in words:
+                expansion = single.get(word)
+                if expansion is None:
+                    out.append(word)
+                else:
+                    out += expansion
+            return [tuple(out)]
+        options = [self._table.get(word) or [(word,)] for word in words]
+        found: dict[Expansion, None] = {}
+        for combination in itertools.islice(itertools.product(*options), limit):
+            found[tuple(part for group in combination for part in group)] = None
+        return list(found)
 
     def __contains__(self, word: object) -> bool:
         return word in self._table

@@ -1,16 +1,13 @@
-"""What changed between two snapshots, and the running difference from the base index.
+"""What changed between two snapshots, per field: the terms added and the terms removed.
 
-A change to the vocabulary is usually a handful of terms. The index keeps its base (built from an
-older snapshot) and records, per field, the terms added since (the overlay) and removed since (the
-tombstones). Applying a snapshot's difference to that record is cheap, and an add followed by a
-remove (a rename back, a delete of a new term) cancels out, so the record stays as small as the
-true distance from the base.
+Only for callers that still hand the matcher whole snapshots (``EntityMatcher.on_snapshot``): the
+difference is what the index applies. Fields whose term tuples are the same object (unchanged by
+a merge) are skipped without a look.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vocabsync.vocabulary import FIELDS, Snapshot
 
@@ -33,43 +30,3 @@ def diff(previous: Snapshot, current: Snapshot) -> dict[str, FieldChange]:
         if change.added or change.removed:
             out[name] = change
     return out
-
-
-@dataclass(slots=True)
-class Delta:
-    """Terms added to / removed from the base, per field (mutable, owned by the worker)."""
-
-    added: dict[str, set[str]] = field(default_factory=dict)
-    removed: dict[str, set[str]] = field(default_factory=dict)
-
-    @classmethod
-    def between(cls, base: Snapshot, current: Snapshot) -> Delta:
-        delta = cls()
-        delta.apply(diff(base, current))
-        return delta
-
-    def apply(self, changes: Mapping[str, FieldChange]) -> None:
-        for name, change in changes.items():
-            added = self.added.setdefault(name, set())
-            removed = self.removed.setdefault(name, set())
-            for value in change.added:
-                if value in removed:
-                    removed.discard(value)  # back to what the base has
-                else:
-                    added.add(value)
-            for value in change.removed:
-                if value in added:
-                    added.discard(value)  # never reached the base
-                else:
-                    removed.add(value)
-
-    @property
-    def size(self) -> int:
-        return sum(len(v) for v in self.added.values()) + sum(len(v) for v in self.removed.values())
-
-    def frozen(self) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
-        """Immutable copies for an index (readers on other threads must never see a mutation)."""
-        return (
-            {k: frozenset(v) for k, v in self.added.items() if v},
-            {k: frozenset(v) for k, v in self.removed.items() if v},
-        )

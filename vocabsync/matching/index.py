@@ -1,66 +1,63 @@
-"""A matching index for one snapshot version: a base layer, an overlay of changes, tombstones.
+"""The matching index of one vocabulary, kept current change by change.
 
-The base is built from some earlier snapshot; the terms added since then live in a small overlay
-layer and the terms removed since then in a tombstone set. Together they answer exactly as an
-index built from the current snapshot would (up to one documented corner: a partial name that a
-removed term made ambiguous stays ambiguous until the base is rebuilt). Instances are immutable:
-the matcher swaps a whole new one in, so a request always sees one consistent version.
+One structure (:class:`~vocabsync.matching.layer.Layer`) that adding or removing a term updates
+in place, at the cost of indexing that term: no base, overlay or rebuild. Its single writer (the
+maintainer's worker thread) and its readers take turns on a lock, the writer a chunk of at most
+:data:`APPLY_CHUNK` terms at a time, so a reader waits at most a few milliseconds.
+
+A change of up to :data:`APPLY_CHUNK` terms (nearly all of them) is applied in one turn, so an
+answer reflects the version before it or the version after it. A bigger one (a bulk import) takes
+several turns: its new terms go in hidden, one turn publishes the new version (new terms visible,
+removed terms hidden), then its removed terms come out. Meanwhile every answer names only terms
+of the version the index reports, and finds each of them by its full name; but a partial name or
+a guess near an in-flight term may read it as already (or still) there: a partial name it shares
+reads as ambiguous. That lasts as long as the bulk change is applied (about a second per 100k
+terms).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-
-from rapidfuzz.distance import Levenshtein
+import itertools
+import threading
+from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
 
 from vocabsync.matching.abbreviations import Abbreviations
 from vocabsync.matching.layer import Layer
 from vocabsync.matching.model import Match
-from vocabsync.matching.search import Candidate, LayerSearch
+from vocabsync.matching.resolve import FIELD_ORDER, Found, as_written, closest, resolve
+from vocabsync.matching.search import LayerSearch
 from vocabsync.matching.settings import MatchSettings
-from vocabsync.matching.text import Token, tokenize, words
-from vocabsync.matching.trie import AMBIGUOUS, NONE
+from vocabsync.matching.text import Token, tokenize
 from vocabsync.vocabulary import FIELDS, Snapshot
 
-_FIELD_ORDER = {name: index for index, name in enumerate(FIELDS)}
+APPLY_CHUNK = 128
+"""Terms changed per turn on the lock (a few milliseconds of work)."""
 
+BUILD_CHUNK = 256
+"""Terms indexed between two yields of a build (which no reader sees until it is done)."""
 
-def snapshot_terms(snapshot: Snapshot) -> list[tuple[str, str]]:
-    return [(name, value) for name in FIELDS for value in snapshot.get(name)]
-
-
-@dataclass(frozen=True, slots=True)
-class _Found:
-    field: str
-    value: str
-    start: int
-    end: int
-    score: float
-    exact: bool
+Terms = Mapping[str, Iterable[str]]
+"""Field name -> terms."""
 
 
 class MatchIndex:
-    """Immutable: base + overlay - tombstones, for snapshot ``version``."""
+    """The index of vocabulary ``version``; :meth:`match` may be called from any thread."""
 
     def __init__(
         self,
-        base: Layer,
-        *,
-        version: int,
         settings: MatchSettings,
-        abbreviations: Abbreviations,
-        overlay: Layer | None = None,
-        added: Mapping[str, frozenset[str]] | None = None,
-        removed: Mapping[str, frozenset[str]] | None = None,
+        abbreviations: Abbreviations | None = None,
+        *,
+        version: int = 0,
     ) -> None:
-        self.base = base
-        self.overlay = overlay
-        self.version = version
         self.settings = settings
-        self.abbreviations = abbreviations
-        self.added: Mapping[str, frozenset[str]] = added or {}
-        self.removed: Mapping[str, frozenset[str]] = removed or {}
+        self.abbreviations = abbreviations or Abbreviations.build(settings.abbreviations)
+        self.layer = Layer(self.abbreviations, settings.min_typo_length)
+        self.version = version
+        self.lock = threading.Lock()
+        # Terms of a change in flight: added but not yet published, removed but not yet gone.
+        self._hidden: dict[str, set[str]] = {}
+        self._dead: dict[str, set[str]] = {}
 
     @classmethod
     def build(
@@ -69,49 +66,107 @@ class MatchIndex:
         settings: MatchSettings,
         abbreviations: Abbreviations | None = None,
     ) -> MatchIndex:
-        """A full index of ``snapshot`` in one go (tests, benchmarks, the first build)."""
-        table = abbreviations or Abbreviations.build(settings.abbreviations)
-        base = Layer.build(snapshot_terms(snapshot), table, settings.min_typo_length)
-        return cls(base, version=snapshot.version, settings=settings, abbreviations=table)
+        """A full index of ``snapshot`` in one go (tests, benchmarks)."""
+        return cls.from_terms(snapshot.version, snapshot.terms, settings, abbreviations)
+
+    @classmethod
+    def from_terms(
+        cls,
+        version: int,
+        terms: Terms,
+        settings: MatchSettings,
+        abbreviations: Abbreviations | None = None,
+    ) -> MatchIndex:
+        index = cls(settings, abbreviations, version=version)
+        for _ in index.fill_steps(terms):
+            pass
+        return index
 
     @property
-    def overlay_size(self) -> int:
-        return sum(len(v) for v in self.added.values()) + sum(len(v) for v in self.removed.values())
+    def term_count(self) -> int:
+        return self.layer.term_count
 
-    def with_version(self, version: int) -> MatchIndex:
-        """The same index for a newer snapshot that holds the same terms."""
-        return MatchIndex(
-            self.base,
-            version=version,
-            settings=self.settings,
-            abbreviations=self.abbreviations,
-            overlay=self.overlay,
-            added=self.added,
-            removed=self.removed,
-        )
+    @property
+    def in_flight(self) -> int:
+        """Terms of a change still being applied (only a bulk change has any)."""
+        return sum(map(len, self._hidden.values())) + sum(map(len, self._dead.values()))
 
-    def with_changes(
+    # --- writing (the maintainer's worker thread only) -------------------------------------
+
+    def fill_steps(self, terms: Terms) -> Generator[None, None, None]:
+        """Index ``terms`` into this new, unpublished index, yielding every few hundred terms
+        (no lock: no reader has the index yet). Each field's terms go in sorted: neighbours
+        share their first words, so the nodes an insert walks are the ones the last one
+        walked (a seventh faster at a million terms)."""
+        add = self.layer.add
+        count = 0
+        for name in FIELDS:
+            for value in sorted(terms.get(name, ())):
+                add(name, value)
+                count += 1
+                if count % BUILD_CHUNK == 0:
+                    yield
+
+    def apply_steps(
         self,
         version: int,
-        added: Mapping[str, frozenset[str]],
-        removed: Mapping[str, frozenset[str]],
-    ) -> MatchIndex:
-        """The same base with a new overlay: ``added``/``removed`` are relative to the base."""
-        overlay_terms = [(name, value) for name in FIELDS for value in sorted(added.get(name, ()))]
-        overlay = (
-            Layer.build(overlay_terms, self.abbreviations, self.settings.min_typo_length)
-            if overlay_terms
-            else None
-        )
-        return MatchIndex(
-            self.base,
-            version=version,
-            settings=self.settings,
-            abbreviations=self.abbreviations,
-            overlay=overlay,
-            added={k: v for k, v in added.items() if v},
-            removed={k: v for k, v in removed.items() if v},
-        )
+        added: Mapping[str, Collection[str]],
+        removed: Mapping[str, Collection[str]],
+    ) -> Generator[None, None, int]:
+        """Apply a change (field -> terms added / removed), yielding between turns on the lock;
+        returns the number of terms it touched. A term both added and removed ends up present."""
+        removals = _without(removed, added)
+        size = sum(map(len, removals.values())) + sum(len(v) for v in added.values())
+        layer = self.layer
+        if size <= APPLY_CHUNK:
+            with self.lock:
+                for field, value in _pairs(removals):
+                    layer.remove(field, value)
+                for field, value in _pairs(added):
+                    layer.add(field, value)
+                self.version = version
+            return size
+        hidden: dict[str, set[str]] = {name: set() for name in added}
+        with self.lock:
+            self._hidden = hidden
+        for chunk in _chunks(_pairs(added)):
+            with self.lock:
+                for field, value in chunk:
+                    if layer.add(field, value):
+                        hidden[field].add(value)
+            yield
+        dead = {name: set(values) for name, values in removals.items()}
+        with self.lock:  # publish: the new terms appear, the removed ones disappear, at once
+            self._hidden, self._dead, self.version = {}, dead, version
+        yield
+        for chunk in _chunks(_pairs(removals)):
+            with self.lock:
+                for field, value in chunk:
+                    layer.remove(field, value)
+                    dead[field].discard(value)
+            yield
+        with self.lock:
+            self._dead = {}
+        return size
+
+    def apply(
+        self,
+        version: int,
+        added: Mapping[str, Collection[str]],
+        removed: Mapping[str, Collection[str]],
+    ) -> int:
+        """:meth:`apply_steps` in one go (tests, benchmarks)."""
+        steps = self.apply_steps(version, added, removed)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                touched: int = done.value
+                return touched
+
+    def present(self) -> dict[str, set[str]]:
+        """The terms indexed now, per field (the worker's view; for a reload's comparison)."""
+        return {name: set(self.layer.terms(name)) for name in FIELDS}
 
     # --- matching ---------------------------------------------------------------------------
 
@@ -119,127 +174,69 @@ class MatchIndex:
         self, text: str, fields: Sequence[str] | None = None, limit: int | None = None
     ) -> list[Match]:
         """The entities named in ``text``, sorted by position (README, "Entity matching")."""
+        return self.match_versioned(text, fields, limit)[0]
+
+    def match_versioned(
+        self, text: str, fields: Sequence[str] | None = None, limit: int | None = None
+    ) -> tuple[list[Match], int]:
+        """The matches and the vocabulary version they reflect."""
         tokens = tokenize(text)
-        if not tokens:
-            return []
         wanted = list(FIELDS) if fields is None else [f for f in FIELDS if f in set(fields)]
-        found = self._search(self.base, tokens, wanted, text, self.overlay)
-        if self.overlay is not None:
-            found += self._search(self.overlay, tokens, wanted, text, self.base)
-        chosen = _resolve([_as_written(f, text) for f in found])
+        with self.lock:
+            found = self._search(tokens, wanted) if tokens else []
+            version = self.version
+        chosen = resolve([as_written(f, text) for f in found])
         if limit is not None and len(chosen) > limit:
             chosen = sorted(chosen, key=lambda f: (-f.score, f.start))[:limit]
-        chosen.sort(key=lambda f: (f.start, f.end, _FIELD_ORDER[f.field]))
-        return [
+        chosen.sort(key=lambda f: (f.start, f.end, FIELD_ORDER[f.field]))
+        matches = [
             Match(f.field, f.value, text[f.start : f.end], f.start, f.end, f.score) for f in chosen
         ]
+        return matches, version
 
-    def _search(
-        self,
-        layer: Layer,
-        tokens: list[Token],
-        fields: list[str],
-        text: str,
-        other: Layer | None,
-    ) -> list[_Found]:
+    def _search(self, tokens: list[Token], fields: list[str]) -> list[Found]:
+        layer = self.layer
         steps = layer.lexicon.steps(tokens, self.abbreviations)
         candidates = LayerSearch(layer, tokens, steps, self.settings).run(fields)
-        is_base = layer is self.base
-        out: list[_Found] = []
+        hidden, dead = self._hidden, self._dead
+        out: list[Found] = []
         for candidate in candidates:
-            trie = layer.tries[candidate.field]
-            entry = trie.entries[candidate.entry]
-            values = entry.values
-            if is_base:
-                dead = self.removed.get(candidate.field)
-                if dead:
-                    values = [v for v in values if v not in dead]
-                    if not values:
-                        continue
-            if candidate.prefix_path is not None and not self._prefix_unique_elsewhere(
-                layer, candidate, other
-            ):
-                continue
+            values = layer.tries[candidate.field].values(candidate.entry)
+            if hidden or dead:
+                unseen = hidden.get(candidate.field, ()), dead.get(candidate.field, ())
+                values = tuple(v for v in values if v not in unseen[0] and v not in unseen[1])
+                if not values:
+                    continue
             start = tokens[candidate.first].start
             end = tokens[candidate.last].end
-            value = values[0] if len(values) == 1 else _closest(values, tokens, candidate)
-            out.append(_Found(candidate.field, value, start, end, candidate.score, candidate.exact))
+            value = (
+                values[0]
+                if len(values) == 1
+                else closest(values, tokens, candidate.first, candidate.last)
+            )
+            out.append(Found(candidate.field, value, start, end, candidate.score, candidate.exact))
         return out
 
-    def _prefix_unique_elsewhere(
-        self, layer: Layer, candidate: Candidate, other: Layer | None
-    ) -> bool:
-        """A partial name unique in its layer must not also begin a live term of the other."""
-        if other is None:
-            return True
-        assert candidate.prefix_path is not None
-        path_words = [layer.lexicon.words[i] for i in candidate.prefix_path]
-        ids = [other.lexicon.ids.get(word, NONE) for word in path_words]
-        trie = other.tries.get(candidate.field)
-        if trie is None or NONE in ids:
-            return True
-        node = trie.walk(tuple(ids))
-        if node == NONE:
-            return True
-        owner = trie.owner(node)
-        if owner == AMBIGUOUS:
-            return False
-        if owner == NONE:
-            return True
-        if other is self.base:  # the base's term may have been removed since
-            dead = self.removed.get(candidate.field, frozenset())
-            return all(v in dead for v in trie.entries[owner].values)
-        return False
+
+def _pairs(terms: Mapping[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
+    """(field, term) for the known fields, in field order (other keys are not vocabulary)."""
+    for name in FIELDS:
+        for value in terms.get(name, ()):
+            yield name, value
 
 
-def _closest(values: Iterable[str], tokens: list[Token], candidate: Candidate) -> str:
-    """Of several spellings of one term ("Phase II", "Phase 2"), the one written most alike."""
-    said = " ".join(t.text for t in tokens[candidate.first : candidate.last + 1])
-    return min(sorted(values), key=lambda value: Levenshtein.distance(said, " ".join(words(value))))
+def _without(
+    removed: Mapping[str, Collection[str]], added: Mapping[str, Collection[str]]
+) -> dict[str, Collection[str]]:
+    out: dict[str, Collection[str]] = {}
+    for name, values in removed.items():
+        if not values:
+            continue
+        also_added = added.get(name)
+        out[name] = set(values).difference(also_added) if also_added else values
+    return out
 
 
-def _as_written(found: _Found, text: str) -> _Found:
-    """A term written exactly as stored (but for case, accents, spacing and punctuation) is an
-    exact match and scores 1.0, even when it was found through its abbreviation reading
-    ("Govt" in the question for the term "Govt")."""
-    if found.score < 1.0 and words(text[found.start : found.end]) == words(found.value):
-        return replace(found, score=1.0, exact=True)
-    return found
-
-
-def _resolve(found: list[_Found]) -> list[_Found]:
-    """Drop guesses that tie, then keep the longest, then best-scoring, of overlapping matches.
-
-    The same words in several fields (a category in both lists) yield one match per field.
-    """
-    best: dict[tuple[str, str, int, int], _Found] = {}
-    for item in found:
-        key = (item.field, item.value, item.start, item.end)
-        kept = best.get(key)
-        if kept is None or item.score > kept.score:
-            best[key] = item
-    by_place: dict[tuple[str, int, int, float], list[_Found]] = {}
-    for item in best.values():
-        by_place.setdefault((item.field, item.start, item.end, item.score), []).append(item)
-    unambiguous = [
-        items[0]
-        for items in by_place.values()
-        if len(items) == 1 or any(item.exact for item in items)
-    ]
-    unambiguous.sort(key=lambda f: (-(f.end - f.start), -f.score, f.start, _FIELD_ORDER[f.field]))
-    chosen: list[_Found] = []
-    for item in unambiguous:
-        clash = False
-        for kept in chosen:
-            if item.start < kept.end and kept.start < item.end:
-                same_words = (kept.start, kept.end, kept.score) == (
-                    item.start,
-                    item.end,
-                    item.score,
-                )
-                if not (same_words and kept.field != item.field):
-                    clash = True
-                    break
-        if not clash:
-            chosen.append(item)
-    return chosen
+def _chunks(pairs: Iterator[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
+    while chunk := list(itertools.islice(pairs, APPLY_CHUNK)):
+        yield chunk

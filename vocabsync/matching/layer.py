@@ -1,88 +1,120 @@
-"""One searchable layer: a lexicon and a trie per field, built from (field, term) pairs.
+"""The searchable form of a vocabulary: one lexicon and a trie per field, updated term by term.
 
-The base index and the small overlay of recent additions are both layers. Building is a generator
-that yields every few hundred terms, so the worker thread can pause a long build to apply a fresh
-change first (and let the event loop have the GIL).
+Adding a term reads it (its words, and its abbreviation readings), counts its words in the
+lexicon and inserts each reading into the field's trie; removing it undoes exactly that. Both cost
+what the term's own words cost, whatever the size of the vocabulary, and a term added then
+removed leaves the structure as if it had never been there (so a long-running index answers as a
+fresh one would).
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Generator, Iterable
+from collections.abc import Iterator, Sequence
 
 from vocabsync.matching.abbreviations import Abbreviations
 from vocabsync.matching.lexicon import Lexicon
 from vocabsync.matching.text import words
-from vocabsync.matching.trie import Trie
+from vocabsync.matching.trie import NONE, Trie
+from vocabsync.vocabulary import FIELDS
 
 MAX_READINGS = 4
 """Readings indexed per term when abbreviations are ambiguous ("St." street or saint)."""
 
-BUILD_CHUNK = 200
-"""Terms inserted between two yields of a build."""
-
 
 class Layer:
-    """Lexicon + one trie per field; read-only once built."""
+    """Lexicon + one trie per field. Single writer; readers are kept out during a change by the
+    index's lock."""
 
-    def __init__(self, lexicon: Lexicon, tries: dict[str, Trie], term_count: int) -> None:
-        self.lexicon = lexicon
-        self.tries = tries
-        self.term_count = term_count
+    def __init__(self, abbreviations: Abbreviations, min_typo_length: int) -> None:
+        self.abbreviations = abbreviations
+        self.lexicon = Lexicon(min_typo_length)
+        self.tries: dict[str, Trie] = {name: Trie(self.lexicon) for name in FIELDS}
+        tries = tuple(self.tries.values())
+        self.lexicon.in_use = lambda word_id: any(trie.has_word(word_id) for trie in tries)
+        self.term_count = 0
 
-    @classmethod
-    def build(
-        cls, terms: Iterable[tuple[str, str]], abbreviations: Abbreviations, min_typo_length: int
-    ) -> Layer:
-        """Build in one go (small layers, tests)."""
-        steps = build_steps(terms, abbreviations, min_typo_length)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                layer: Layer = done.value
-                return layer
+    def add(self, field: str, value: str) -> bool:
+        """Index ``value`` in ``field``; False when it is there already (or has no words)."""
+        variants = readings(value, self.abbreviations)
+        if not variants:
+            return False
+        trie = self.tries[field]
+        lexicon = self.lexicon
+        own = variants[0]
+        path = lexicon.ids_for(own)
+        entry = trie.new_entry(value, len(own), sum(map(len, own)))
+        other = trie.insert(path, entry, own=True)
+        if other != NONE:  # another spelling of a term we have ("Phase II", "Phase 2")
+            trie.remove(path, entry)
+            trie.remove_value(entry, value)
+            if value in trie.values(other):
+                return False
+            trie.add_value(other, value)
+            entry = other
+            trie.insert(path, entry, own=False)
+        if len(variants) > 1:
+            for variant in variants[1:]:
+                trie.insert(lexicon.ids_for(variant), entry, own=False)
+        self.term_count += 1
+        return True
+
+    def remove(self, field: str, value: str) -> bool:
+        """Take ``value`` out of ``field``; False when it is not there."""
+        trie = self.tries[field]
+        variants = readings(value, self.abbreviations)
+        if not variants:
+            return False
+        entry = self._own_entry(trie, variants[0])
+        if entry == NONE or value not in trie.values(entry):
+            return False
+        paths: list[Sequence[int]] = []
+        for variant in variants:
+            path = self.lexicon.lookup(variant)
+            assert path is not None  # inserted with the value, so every word is counted
+            paths.append(path)
+            trie.remove(path, entry)
+        trie.remove_value(entry, value)
+        self.term_count -= 1
+        return True
+
+    def contains(self, field: str, value: str) -> bool:
+        variants = readings(value, self.abbreviations)
+        if not variants:
+            return False
+        trie = self.tries[field]
+        entry = self._own_entry(trie, variants[0])
+        return entry != NONE and value in trie.values(entry)
+
+    def terms(self, field: str) -> Iterator[str]:
+        """The values held for ``field`` (for a reload's comparison, recovery and tests)."""
+        for _, values in self.tries[field].entries():
+            yield from values
+
+    def entry_words(self, field: str, entry: int) -> tuple[str, ...]:
+        """The words of an entry's own reading (recomputed: entries keep no word lists)."""
+        values = self.tries[field].values(entry)
+        return readings(values[0], self.abbreviations)[0] if values else ()
 
     def node_count(self) -> int:
         return sum(trie.node_count for trie in self.tries.values())
+
+    def touched(self) -> int:
+        """Trie nodes and lexicon words written so far (what a change costs, in operations)."""
+        return sum(trie.touched for trie in self.tries.values()) + self.lexicon.writes
+
+    def _own_entry(self, trie: Trie, own: tuple[str, ...]) -> int:
+        path = self.lexicon.lookup(own)
+        if path is None:
+            return NONE
+        node = trie.walk(path)
+        return NONE if node == NONE else trie.own_entry(node)
 
 
 def readings(value: str, abbreviations: Abbreviations) -> list[tuple[str, ...]]:
     """The word sequences a term may be written as, its own spelling's reading first."""
     folded = words(value)
-    if not any(word in abbreviations for word in folded):
-        return [tuple(folded)] if folded else []
-    options: list[list[tuple[str, ...]]] = []
-    for word in folded:
-        expansions = abbreviations.expand(word)
-        options.append(list(expansions) if expansions else [(word,)])
-    out: list[tuple[str, ...]] = []
-    for combination in itertools.islice(itertools.product(*options), MAX_READINGS):
-        out.append(tuple(part for group in combination for part in group))
-    return out
-
-
-def build_steps(
-    terms: Iterable[tuple[str, str]], abbreviations: Abbreviations, min_typo_length: int
-) -> Generator[None, None, Layer]:
-    """Build a layer, yielding every ``BUILD_CHUNK`` terms; the generator returns the layer."""
-    lexicon = Lexicon(min_typo_length)
-    tries: dict[str, Trie] = {}
-    intern = lexicon.intern
-    count = 0
-    for field_name, value in terms:
-        variants = readings(value, abbreviations)
-        if not variants:
-            continue
-        trie = tries.get(field_name)
-        if trie is None:
-            trie = tries[field_name] = Trie()
-        entry_id = trie.entry_for(variants[0], value)
-        for variant in variants:
-            trie.insert(tuple(intern(word) for word in variant), entry_id)
-        count += 1
-        if count % BUILD_CHUNK == 0:
-            yield
-    for trie in tries.values():
-        trie.freeze(lexicon.words)
-    return Layer(lexicon, tries, count)
+    if not folded:
+        return []
+    if abbreviations.any_of(folded):
+        return abbreviations.readings(folded, MAX_READINGS)
+    return [tuple(folded)]

@@ -1,14 +1,14 @@
 """The words of a vocabulary, and every way a question word may stand for one of them.
 
-Fuzzy work is confined to single words against this small set (a few thousand distinct words even
-for 100k terms), never to whole terms: a symmetric-deletion index (SymSpell) finds the words
-within one edit of a question word in a handful of dictionary lookups, and the trie walk then
-only follows those.
+Fuzzy work is confined to single words against this small set (thousands to tens of thousands
+of distinct words even for a million terms), never to whole terms: a symmetric-deletion index
+(SymSpell) finds the words within one edit of a question word in a handful of dictionary
+lookups, and the trie walk then only follows those.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 from rapidfuzz.distance import OSA
@@ -40,35 +40,96 @@ class Step(NamedTuple):
 
 
 class Lexicon:
-    """Word <-> id, and a one-deletion index over the words long enough to carry a typo."""
+    """Word <-> id and a one-deletion index over the words long enough to carry a typo. A word
+    comes with the first trie node under it and goes with the last, so adding or removing a term
+    costs a few dictionary operations per new or dropped word."""
 
     def __init__(self, min_typo_length: int) -> None:
-        self.words: list[str] = []
+        self.words: list[str] = []  # id -> word ("" for a free id)
         self.ids: dict[str, int] = {}
-        self._deletes: dict[str, list[int]] = {}
+        self.in_use: Callable[[int], bool] = lambda word_id: True
+        """Whether some trie still has a node under the word (set by the layer)."""
+        self._free: list[int] = []
+        # Deleted form -> the id, or the ids, of the words it comes from (mostly one: no list).
+        self._deletes: dict[str, int | list[int]] = {}
         self._min_typo_length = min_typo_length
-        # Readings of question words seen lately. Filled only once the lexicon is complete (by
-        # readers); a plain dict, whose single get/set are atomic, so no lock is needed.
+        # Readings of question words seen lately, for the current set of words: a new word or a
+        # dropped one replaces it (readers run under the index's lock, never during a change).
         self._memo: dict[str, tuple[Step, ...]] = {}
+        self.writes = 0
+        """Entries written so far (words, deleted forms): what the cost tests compare."""
 
     def __len__(self) -> int:
-        return len(self.words)
+        return len(self.ids)
 
-    def intern(self, word: str) -> int:
-        found = self.ids.get(word)
-        if found is not None:
-            return found
-        word_id = len(self.words)
-        self.words.append(word)
+    def ids_for(self, words: Sequence[str]) -> list[int]:
+        """The ids of ``words``, new words included: the caller inserts a path with them at
+        once (a word lives while some trie node hangs under it)."""
+        ids = self.ids
+        found = list(map(ids.get, words))
+        if None in found:
+            for index, word in enumerate(words):
+                if found[index] is None:
+                    word_id = ids.get(word)
+                    found[index] = self._new_word(word) if word_id is None else word_id
+        return found  # type: ignore[return-value]
+
+    def maybe_unused(self, word_id: int) -> None:
+        """A trie lost its last node under this word at some depth: drop the word if no trie
+        has one any more (a few lookups, only when a word leaves a position)."""
+        if not self.in_use(word_id):
+            self._drop(word_id)
+
+    def _new_word(self, word: str) -> int:
+        if self._free:
+            word_id = self._free.pop()
+            self.words[word_id] = word
+        else:
+            word_id = len(self.words)
+            self.words.append(word)
         self.ids[word] = word_id
-        if len(word) >= self._min_typo_length and word.isalpha():
+        if self._typo_tolerant(word):
+            deletes = self._deletes
             for deleted in _deletions(word):
-                bucket = self._deletes.get(deleted)
+                bucket = deletes.get(deleted)
                 if bucket is None:
-                    self._deletes[deleted] = [word_id]
-                elif bucket[-1] != word_id:
+                    deletes[deleted] = word_id
+                elif isinstance(bucket, int):
+                    deletes[deleted] = [bucket, word_id]
+                else:
                     bucket.append(word_id)
+        self._word_set_changed(word)
         return word_id
+
+    def _drop(self, word_id: int) -> None:
+        word = self.words[word_id]
+        del self.ids[word]
+        self.words[word_id] = ""
+        self._free.append(word_id)
+        if self._typo_tolerant(word):
+            deletes = self._deletes
+            for deleted in _deletions(word):
+                bucket = deletes[deleted]
+                if isinstance(bucket, int):
+                    del deletes[deleted]
+                else:
+                    bucket.remove(word_id)
+                    if len(bucket) == 1:
+                        deletes[deleted] = bucket[0]
+        self._word_set_changed(word)
+
+    def lookup(self, words: Sequence[str]) -> tuple[int, ...] | None:
+        """The ids of ``words`` when the lexicon has them all (no use is counted)."""
+        found = tuple(map(self.ids.get, words))
+        return None if None in found else found  # type: ignore[return-value]
+
+    def _typo_tolerant(self, word: str) -> bool:
+        return len(word) >= self._min_typo_length and word.isalpha()
+
+    def _word_set_changed(self, word: str) -> None:
+        self.writes += 1 + len(word)
+        if self._memo:
+            self._memo = {}
 
     # --- question side --------------------------------------------------------------------
 
@@ -79,15 +140,15 @@ class Lexicon:
         found: set[int] = set()
         ids, deletes = self.ids, self._deletes
         bucket = deletes.get(word)  # the question dropped a letter
-        if bucket:
-            found.update(bucket)
+        if bucket is not None:
+            found.update((bucket,) if isinstance(bucket, int) else bucket)
         for deleted in _deletions(word):
             same = ids.get(deleted)  # the question added a letter
             if same is not None and len(deleted) >= self._min_typo_length:
                 found.add(same)
             bucket = deletes.get(deleted)  # substituted or swapped
-            if bucket:
-                found.update(bucket)
+            if bucket is not None:
+                found.update((bucket,) if isinstance(bucket, int) else bucket)
         words = self.words
         return [i for i in found if OSA.distance(word, words[i], score_cutoff=1) == 1]
 

@@ -1,12 +1,22 @@
-"""Keeps a MatchIndex current for the newest snapshot, on one worker thread.
+"""Keeps a MatchIndex current on one worker thread, change by change.
 
-The event loop only hands snapshots over (:meth:`IndexMaintainer.submit`: store, notify; no
-work). The worker applies each snapshot's difference to the overlay of the current base and swaps
-a new index in (milliseconds, so a change is matchable right away); when the overlay has grown
-large, or the vocabulary has been quiet for a while, it rebuilds the base from the newest snapshot
-in small chunks, applying fresh changes between chunks. So requests never wait for a build, at most
-the current and the next index exist, and snapshots that arrive faster than builds are coalesced:
-only the newest is applied.
+The event loop only hands work over (:meth:`IndexMaintainer.apply_delta`, :meth:`load_full`,
+:meth:`submit`: queue it, notify; microseconds). The worker takes it in order:
+
+- a delta (field -> terms added / removed) is applied to the index in place, in O(change)
+  (:meth:`MatchIndex.apply_steps`); one for a version the index already has is dropped;
+- a full state (startup, after a gap or reset) is the only full build: a new index is built in
+  chunks while the current one keeps answering, then swapped in. When an index exists and the
+  state differs from it in under half its terms, the difference is applied instead (no second
+  index in memory, no rebuild). A full state makes everything queued before it moot, and
+  deltas that arrive while it is built are applied after it;
+- a snapshot (``on_snapshot``, until the cache hands deltas over) is a full state that is
+  applied as its difference from the previous snapshot.
+
+Nothing rebuilds while the vocabulary keeps changing. An update that fails is logged and
+counted; the worker then rebuilds from what the index should hold (a full state, or its terms
+with the failed change applied), after a backoff that doubles while it keeps failing and that a
+new full state (maybe the fix) or :meth:`close` cuts short.
 """
 
 from __future__ import annotations
@@ -14,38 +24,68 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Collection, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from vocabsync.backoff import Backoff
 from vocabsync.matching.abbreviations import Abbreviations
-from vocabsync.matching.changes import Delta, diff
-from vocabsync.matching.index import MatchIndex, snapshot_terms
-from vocabsync.matching.layer import Layer, build_steps
+from vocabsync.matching.changes import diff
+from vocabsync.matching.index import MatchIndex
 from vocabsync.matching.settings import MatchSettings
-from vocabsync.vocabulary import Snapshot
+from vocabsync.vocabulary import FIELDS, Snapshot
 
 logger = logging.getLogger(__name__)
+
+RELOAD_AS_DELTA_SHARE = 0.5
+"""A full state that differs from the index in less than this share of its terms is applied as
+its difference instead of being built."""
 
 
 @dataclass(slots=True)
 class MaintainerStats:
     """Counters for status and tests."""
 
+    full_builds: int = 0  # new indexes built from a full state
+    reloads_applied: int = 0  # full states applied as their difference from the index
+    deltas_applied: int = 0
+    deltas_dropped: int = 0  # for a version the index already had, or before any full state
     snapshots_applied: int = 0
-    overlay_updates: int = 0
-    base_builds: int = 0
+    terms_changed: int = 0
     last_build_ms: float = 0.0
-    last_update_ms: float = 0.0
+    last_delta_ms: float = 0.0  # handed over -> matchable, for the last delta
     failures: int = 0
 
 
 @dataclass(slots=True)
-class _Rebuild:
-    source: Snapshot
-    steps: Generator[None, None, Layer]
-    started: float
-    reason: str
+class _Full:
+    """A whole vocabulary; ``rebuild`` forces a new index (recovery)."""
+
+    version: int
+    terms: Mapping[str, Iterable[str]]
+    snapshot: Snapshot | None = None
+    rebuild: bool = False
+    not_before: float = 0.0  # monotonic time before which a retry must not run
+    queued: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class _Delta:
+    version: int
+    added: Mapping[str, Collection[str]]
+    removed: Mapping[str, Collection[str]]
+    not_before: float = 0.0
+    queued: float = field(default_factory=time.monotonic)
+
+
+_Op = _Full | _Delta
+
+
+@dataclass(slots=True)
+class _Job:
+    op: _Op
+    steps: Generator[None, None, None]
+    building: MatchIndex | None  # the new index a full build fills (None: in place)
 
 
 class IndexMaintainer:
@@ -55,27 +95,24 @@ class IndexMaintainer:
         self.settings = settings
         self.abbreviations = abbreviations
         self.stats = MaintainerStats()
-        self.index: MatchIndex | None = None  # replaced atomically, never mutated
+        self.index: MatchIndex | None = None  # replaced by a full build, else updated in place
+        self.retry = Backoff(initial=1.0, maximum=60.0)
+        """Delays between retries of an update that keeps failing (a rebuild loop otherwise)."""
         self._cond = threading.Condition()
-        self._pending: Snapshot | None = None
+        self._queue: deque[_Op] = deque()
         self._running = False  # between start() and close()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._ready_callbacks: list[Callable[[], None]] = []
-        # Worker-owned state:
-        self._applied: Snapshot | None = None  # what ``index`` reflects
-        self._base_source: Snapshot | None = None  # what the base was built from
-        self._delta = Delta()
-        self._rebuild: _Rebuild | None = None
-        self._last_change = time.monotonic()
-        self.retry = Backoff(initial=1.0, maximum=60.0)
-        """Delays between retries of an update that keeps failing (a rebuild loop otherwise)."""
+        # Worker-owned:
+        self._job: _Job | None = None
+        self._snapshot: Snapshot | None = None  # the snapshot ``index`` reflects, if it came so
 
     # --- event loop side --------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker (idempotent); snapshots submitted before are applied then."""
+        """Start the worker (idempotent); work handed over before is done then."""
         with self._cond:
             if self._running:
                 return
@@ -86,10 +123,31 @@ class IndexMaintainer:
             )
             self._thread.start()
 
-    def submit(self, snapshot: Snapshot) -> None:
-        """Hand the newest snapshot to the worker; replaces one not yet picked up. O(1)."""
+    def apply_delta(
+        self,
+        version: int,
+        added: Mapping[str, Collection[str]],
+        removed: Mapping[str, Collection[str]],
+    ) -> None:
+        """Queue a change (field -> terms) that took the vocabulary to ``version``. O(1): the
+        collections are read later, on the worker thread, so they must not change afterwards."""
         with self._cond:
-            self._pending = snapshot
+            self._queue.append(_Delta(version, added, removed))
+            self._cond.notify()
+
+    def load_full(self, version: int, terms: Mapping[str, Iterable[str]]) -> None:
+        """Queue a whole vocabulary (read later on the worker thread: pass collections that do
+        not change afterwards); whatever was queued before it is dropped."""
+        self._queue_full(_Full(version, terms))
+
+    def submit(self, snapshot: Snapshot) -> None:
+        """Queue the newest snapshot (a full state); replaces whatever was not picked up. O(1)."""
+        self._queue_full(_Full(snapshot.version, snapshot.terms, snapshot))
+
+    def _queue_full(self, op: _Full) -> None:
+        with self._cond:
+            self._queue.clear()
+            self._queue.append(op)
             self._cond.notify()
 
     def on_ready(self, callback: Callable[[], None]) -> None:
@@ -110,17 +168,19 @@ class IndexMaintainer:
 
     @property
     def building(self) -> bool:
-        return self._rebuild is not None
+        """A new index is being built from a full state."""
+        job = self._job
+        return job is not None and job.building is not None
 
     @property
-    def overlay_size(self) -> int:
-        index = self.index
-        return 0 if index is None else index.overlay_size
+    def pending(self) -> int:
+        """Changes and full states handed over and not yet picked up."""
+        return len(self._queue)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the worker and wait for it (it finishes at most one build chunk first).
+        """Stop the worker and wait for it (it finishes at most one chunk of work first).
 
-        The index stays readable; a later :meth:`start` carries on from it.
+        The index stays readable; a later :meth:`start` carries on where this one stopped.
         """
         with self._cond:
             self._running = False
@@ -137,115 +197,122 @@ class IndexMaintainer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping and self._pending is None and self._rebuild is None:
-                    wait = self._quiet_wait()
-                    if wait is not None and wait <= 0:
-                        break
-                    self._cond.wait(wait)
+                op = self._next_op()
                 if self._stopping:
                     return
-                snapshot, self._pending = self._pending, None
+                job = self._job
+                if (
+                    job is not None
+                    and job.building is not None
+                    and any(isinstance(queued, _Full) for queued in self._queue)
+                ):
+                    self._job = None  # a newer full state makes this build moot
+                    continue
             try:
-                if snapshot is not None:
-                    self._apply(snapshot)
-                elif self._rebuild is not None:
-                    self._rebuild_step()
-                else:
-                    self._start_rebuild("quiet")
+                if op is not None:
+                    self._job = self._start_job(op)
+                if self._job is not None:
+                    self._step()
             except Exception:
-                self.stats.failures += 1
-                delay = self.retry.next_delay()
-                logger.exception(
-                    "matching index update failed; rebuilding from the newest snapshot in %.1f s",
-                    delay,
-                    extra={"action": "match_index_failed"},
-                )
-                self._rebuild = None
-                self._pause(delay)
-                with self._cond:  # a snapshot that came during the pause is the newest source
-                    newest = self._pending or self._applied
-                if newest is not None and not self._stopping:
-                    self._start_rebuild("recovery", newest)
-            else:
-                if self._rebuild is None:  # nothing half done: healthy again
-                    self.retry.reset()
+                self._failed(op or (self._job.op if self._job else None))
             time.sleep(0)  # let the event loop have the GIL between two pieces of work
 
-    def _pause(self, delay: float) -> None:
-        """Wait ``delay`` s before retrying a failed update, or less if a snapshot or
-        :meth:`close` arrives (a new snapshot may well be the fix)."""
-        deadline = time.monotonic() + delay
-        with self._cond:
-            while not self._stopping and self._pending is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                self._cond.wait(remaining)
+    def _next_op(self) -> _Op | None:
+        """Wait for work (under the condition); the next queued op when no job is running."""
+        while not self._stopping:
+            if self._job is not None:
+                return None
+            if self._queue:
+                wait = self._queue[0].not_before - time.monotonic()
+                if wait <= 0:
+                    return self._queue.popleft()
+                self._cond.wait(wait)  # a retry backs off; a new full state replaces it
+            else:
+                self._cond.wait()
+        return None
 
-    def _quiet_wait(self) -> float | None:
-        """Seconds until a quiet-time rebuild is due (None: nothing to absorb)."""
-        if self.index is None or self._delta.size == 0:
-            return None
-        return self._last_change + self.settings.quiet_seconds - time.monotonic()
-
-    def _apply(self, snapshot: Snapshot) -> None:
-        started = time.perf_counter()
-        previous = self._applied
-        self._applied = snapshot
-        self._last_change = time.monotonic()
-        self.stats.snapshots_applied += 1
+    def _start_job(self, op: _Op) -> _Job | None:
+        if isinstance(op, _Delta):
+            index = self.index
+            if index is None or op.version <= index.version:
+                self.stats.deltas_dropped += 1
+                logger.debug("matching index: delta to version %d dropped", op.version)
+                return None
+            self._snapshot = None
+            return _Job(op, self._apply(op, index), None)
         index = self.index
-        if index is None or previous is None:
-            if self._rebuild is None:
-                self._start_rebuild("initial", snapshot)
-            return  # the build in progress catches up with ``_applied`` when it finishes
-        changes = diff(previous, snapshot)
-        if not changes:
-            self.index = index.with_version(snapshot.version)
-            return
-        self._delta.apply(changes)
-        added, removed = self._delta.frozen()
-        self.index = index.with_changes(snapshot.version, added, removed)
-        self.stats.overlay_updates += 1
-        self.stats.last_update_ms = (time.perf_counter() - started) * 1000
-        if self._delta.size > self.settings.overlay_max_terms and self._rebuild is None:
-            self._start_rebuild("overlay full")
+        if index is not None and not op.rebuild:
+            previous, self._snapshot = self._snapshot, None
+            if previous is not None and op.snapshot is not None:
+                changes = diff(previous, op.snapshot)
+                return _Job(
+                    op,
+                    self._reload(
+                        op,
+                        index,
+                        {name: change.added for name, change in changes.items()},
+                        {name: change.removed for name, change in changes.items()},
+                    ),
+                    None,
+                )
+            terms = _materialise(op.terms)
+            present = index.present()
+            added = {name: set(terms[name]).difference(present[name]) for name in FIELDS}
+            removed = {name: present[name].difference(terms[name]) for name in FIELDS}
+            changed = sum(map(len, added.values())) + sum(map(len, removed.values()))
+            total = max(index.term_count, sum(map(len, terms.values())), 1)
+            if changed < RELOAD_AS_DELTA_SHARE * total:
+                return _Job(op, self._reload(op, index, added, removed), None)
+            op.terms = terms
+        self._snapshot = None
+        fresh = MatchIndex(self.settings, self.abbreviations, version=op.version)
+        return _Job(op, self._build(op, fresh), fresh)
 
-    def _start_rebuild(self, reason: str, source: Snapshot | None = None) -> None:
-        snapshot = source or self._applied
-        if snapshot is None:
-            return
-        steps = build_steps(
-            snapshot_terms(snapshot), self.abbreviations, self.settings.min_typo_length
-        )
-        self._rebuild = _Rebuild(snapshot, steps, time.perf_counter(), reason)
-
-    def _rebuild_step(self) -> None:
-        rebuild = self._rebuild
-        assert rebuild is not None
+    def _step(self) -> None:
+        job = self._job
+        assert job is not None
         try:
-            next(rebuild.steps)
-            return
-        except StopIteration as done:
-            base: Layer = done.value
-        self._rebuild = None
-        latest = self._applied or rebuild.source
-        self._base_source = rebuild.source
-        self._delta = Delta.between(rebuild.source, latest)
-        added, removed = self._delta.frozen()
-        fresh = MatchIndex(
-            base,
-            version=rebuild.source.version,
-            settings=self.settings,
-            abbreviations=self.abbreviations,
+            next(job.steps)
+        except StopIteration:
+            self._job = None
+            self.retry.reset()
+
+    def _apply(self, op: _Delta, index: MatchIndex) -> Generator[None, None, None]:
+        changed = yield from index.apply_steps(op.version, op.added, op.removed)
+        self.stats.deltas_applied += 1
+        self.stats.terms_changed += changed
+        self.stats.last_delta_ms = (time.monotonic() - op.queued) * 1000
+
+    def _reload(
+        self,
+        op: _Full,
+        index: MatchIndex,
+        added: Mapping[str, Collection[str]],
+        removed: Mapping[str, Collection[str]],
+    ) -> Generator[None, None, None]:
+        changed = yield from index.apply_steps(op.version, added, removed)
+        self.stats.terms_changed += changed
+        if op.snapshot is not None:
+            self.stats.snapshots_applied += 1
+            self._snapshot = op.snapshot
+        else:
+            self.stats.reloads_applied += 1
+        logger.info(
+            "matching index reloaded: %d terms changed, version %d",
+            changed,
+            op.version,
+            extra={"action": "match_index_reloaded", "version": op.version},
         )
-        self.index = (
-            fresh.with_changes(latest.version, added, removed)
-            if self._delta.size
-            else (fresh.with_version(latest.version))
-        )
-        elapsed = (time.perf_counter() - rebuild.started) * 1000
-        self.stats.base_builds += 1
+
+    def _build(self, op: _Full, fresh: MatchIndex) -> Generator[None, None, None]:
+        started = time.perf_counter()
+        yield from fresh.fill_steps(_materialise(op.terms))
+        self.index = fresh
+        if op.snapshot is not None:
+            self.stats.snapshots_applied += 1
+            self._snapshot = op.snapshot
+        elapsed = (time.perf_counter() - started) * 1000
+        self.stats.full_builds += 1
         self.stats.last_build_ms = elapsed
         with self._cond:
             self._ready.set()
@@ -253,10 +320,55 @@ class IndexMaintainer:
         for callback in callbacks:
             callback()
         logger.info(
-            "matching index built (%s): %d terms, version %d, %.0f ms",
-            rebuild.reason,
-            base.term_count,
-            latest.version,
+            "matching index built: %d terms, version %d, %.0f ms",
+            fresh.term_count,
+            op.version,
             elapsed,
-            extra={"action": "match_index_built", "version": latest.version},
+            extra={"action": "match_index_built", "version": op.version},
         )
+
+    def _failed(self, op: _Op | None) -> None:
+        """Log, count, and queue a rebuild of what the index should hold, after a backoff."""
+        self.stats.failures += 1
+        delay = self.retry.next_delay()
+        logger.exception(
+            "matching index update failed; rebuilding in %.1f s",
+            delay,
+            extra={"action": "match_index_failed"},
+        )
+        self._job = None
+        self._snapshot = None
+        try:
+            recovery = self._recovery(op)
+        except Exception:
+            logger.exception(
+                "matching index: nothing to rebuild from; waiting for a full state",
+                extra={"action": "match_index_failed"},
+            )
+            return
+        if recovery is None:
+            return
+        recovery.not_before = time.monotonic() + delay
+        with self._cond:
+            if not any(isinstance(queued, _Full) for queued in self._queue):
+                self._queue.appendleft(recovery)
+
+    def _recovery(self, op: _Op | None) -> _Full | None:
+        if isinstance(op, _Full):
+            return _Full(op.version, op.terms, op.snapshot, rebuild=True)
+        index = self.index
+        if op is None or index is None:
+            return None
+        terms = index.present()
+        for name, values in op.removed.items():
+            if name in terms:
+                terms[name].difference_update(values)
+        for name, values in op.added.items():
+            if name in terms:
+                terms[name].update(values)
+        return _Full(op.version, terms, rebuild=True)
+
+
+def _materialise(terms: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """The six fields as tuples: read once, so an iterator or a retry sees the same terms."""
+    return {name: tuple(terms.get(name, ())) for name in FIELDS}

@@ -1,4 +1,4 @@
-"""Finding the terms of one layer in a question: a walk of each field's trie from each word.
+"""Finding the terms of the index in a question: a walk of each field's trie from each word.
 
 From every question word that can begin a term, the walk follows the readings of the next words
 (exact, abbreviated, inflected, typo, joined/split) down the trie. Where no reading continues, it
@@ -19,7 +19,7 @@ from vocabsync.matching.layer import Layer
 from vocabsync.matching.lexicon import ABBREVIATED, EXACT, INFLECTED, SPACING, TYPO, WEAK, Step
 from vocabsync.matching.settings import MatchSettings
 from vocabsync.matching.text import Token
-from vocabsync.matching.trie import NONE, Trie
+from vocabsync.matching.trie import MAX_DETOUR_FANOUT, NONE, Trie
 
 # Score penalties (an exact match scores 1.0).
 PENALTY_ABBREVIATED = 0.02
@@ -33,6 +33,12 @@ PENALTY_PREFIX = 0.2  # a partial name, plus the share of words left out:
 PENALTY_PREFIX_MISSING = 0.2
 
 MAX_SHAPE_ABBREVIATIONS = 2
+# Detours are tried only where a name goes on in at most MAX_DETOUR_FANOUT ways: among
+# thousands of continuations ("Expenses - <any supplier> ...") a guessed word is more often wrong
+# than right (and ambiguous ones are dropped anyway), and looking at each costs milliseconds.
+MAX_GUESSES = 16
+"""A guess (abbreviation, two typos) that fits more words than this where it stands is no
+evidence: "Aug" fits hundreds of place names beginning with A; none is followed."""
 CONNECTORS = frozenset({"of", "and", "the", "de", "del", "dela", "la", "at", "in", "on", "for"})
 GENERIC_TAIL = frozenset(
     {"city", "philippines", "province", "municipality", "town", "proper", "metro", "manila"}
@@ -50,7 +56,6 @@ class Candidate:
     last: int
     score: float
     exact: bool
-    prefix_path: tuple[int, ...] | None  # word ids walked, for a partial name
 
 
 @dataclass(slots=True)
@@ -89,7 +94,7 @@ class _State:
 
 
 class LayerSearch:
-    """Search one layer for one question (the per-question readings are computed once)."""
+    """Search the layer for one question (the per-question readings are computed once)."""
 
     def __init__(
         self,
@@ -146,9 +151,11 @@ class LayerSearch:
                 stack.append(self._advance(root, child, step, step.edits))
         if shape:  # "Const. of ..." for "Construction of ..."
             token = self.tokens[start]
-            for word_id, child in trie.abbreviated_first_words(token.text, _is_abbreviation):
-                root = root or _State(0, start, 0, 0, 0.0, 0, False, 0, 0, False, True, ())
-                stack.append(_shaped(root.moved(child, start + 1, (word_id,)), token))
+            found = trie.abbreviated_first_words(token.text, _is_abbreviation)
+            if len(found) <= MAX_GUESSES:
+                for word_id, child in found:
+                    root = root or _State(0, start, 0, 0, 0.0, 0, False, 0, 0, False, True, ())
+                    stack.append(_shaped(root.moved(child, start + 1, (word_id,)), token))
         return stack
 
     def _walk(
@@ -204,6 +211,8 @@ class LayerSearch:
     def _detours(self, trie: Trie, state: _State, stack: list[_State], guesses: bool) -> None:
         """A dropped middle word; and when no reading continues the term (``guesses``), a
         guessed abbreviation or two typos in a long word."""
+        if trie.fanout(state.node) > MAX_DETOUR_FANOUT:
+            return
         token = self.tokens[state.pos]
         text = token.text
         words = self.words
@@ -215,10 +224,11 @@ class LayerSearch:
             and text.isalpha()
         )
         if guesses and (shape_ok or two_typos_ok):
+            guessed: list[_State] = []
             for word_id, child in trie.children(state.node):
                 word = words[word_id]
                 if shape_ok and word[0] == text[0] and _is_abbreviation(text, word):
-                    stack.append(_shaped(state.moved(child, state.pos + 1, (word_id,)), token))
+                    guessed.append(_shaped(state.moved(child, state.pos + 1, (word_id,)), token))
                 elif (
                     two_typos_ok
                     and len(word) >= 8
@@ -229,7 +239,9 @@ class LayerSearch:
                     typo.edits += 2
                     typo.penalty += 2 * PENALTY_TYPO
                     typo.exact = False
-                    stack.append(typo)
+                    guessed.append(typo)
+            if len(guessed) <= MAX_GUESSES:
+                stack += guessed
         if state.skipped:
             return
         steps = [step for step in self.steps[state.pos] if not step.kind & TYPO]
@@ -258,8 +270,7 @@ class LayerSearch:
         settings = self.settings
         entry_id = trie.terminal(state.node)
         if entry_id != NONE:
-            entry = trie.entries[entry_id]
-            if self._acceptable(state, len(entry.words), entry.letters):
+            if self._acceptable(state, trie.entry_length(entry_id), trie.entry_letters(entry_id)):
                 out.append(
                     Candidate(
                         field_name,
@@ -268,19 +279,19 @@ class LayerSearch:
                         last,
                         round(max(0.05, 1.0 - state.penalty), 3),
                         state.exact,
-                        None,
                     )
                 )
             return
         entry_id = trie.owner(state.node)
         if entry_id < 0 or state.skipped or state.edits > 1:
             return
-        entry = trie.entries[entry_id]
-        total = len(entry.words)
+        total = trie.entry_length(entry_id)
         depth = state.depth
         if depth >= total or self.words[state.path[-1]] in CONNECTORS:
             return
-        if depth < settings.prefix_min_words and not self._short_prefix(state, entry.words):
+        if depth < settings.prefix_min_words and not self._short_prefix(
+            state, field_name, entry_id
+        ):
             return
         # A partial name is weaker evidence than a whole one: written as in the name (no plural:
         # "the two dump trucks" is not "Dump Truck Rental"), and made of everyday words only when
@@ -302,7 +313,6 @@ class LayerSearch:
                 last,
                 round(max(0.05, 1.0 - penalty), 3),
                 False,
-                state.path,
             )
         )
 
@@ -338,9 +348,12 @@ class LayerSearch:
             return state.solid >= 2
         return state.solid >= 1 or not state.shapes
 
-    def _short_prefix(self, state: _State, term_words: tuple[str, ...]) -> bool:
+    def _short_prefix(self, state: _State, field_name: str, entry_id: int) -> bool:
         """A shorter partial name is fine when all it leaves out is "City", "Philippines"..."""
-        if not state.exact or not all(w in GENERIC_TAIL for w in term_words[state.depth :]):
+        if not state.exact:
+            return False
+        term_words = self.layer.entry_words(field_name, entry_id)
+        if not all(w in GENERIC_TAIL for w in term_words[state.depth :]):
             return False
         word = self.words[state.path[-1]]
         return len(word) >= 4 and word.isalpha() and not is_common(word)

@@ -13,7 +13,7 @@ MAX_TEXT_LENGTH = 2000
 
 
 class MatchSettings(BaseSettings):
-    """How tolerant matching is, and how the index is kept fresh."""
+    """How tolerant matching is, and how long startup waits for the index."""
 
     model_config = SettingsConfigDict(
         env_prefix="VOCABSYNC_MATCH_",
@@ -50,12 +50,6 @@ class MatchSettings(BaseSettings):
     abbreviations: Annotated[dict[str, str | list[str]], NoDecode] = Field(
         default_factory=dict,
         description='Extra abbreviations, JSON: {"Bldg": "Building", "St": ["Street", "Saint"]}.',
-    )
-    overlay_max_terms: int = Field(
-        default=1000, ge=1, description="Changed terms kept in the overlay before a base rebuild."
-    )
-    quiet_seconds: float = Field(
-        default=5.0, gt=0, description="Quiet time after which the base absorbs the overlay."
     )
     startup_wait_seconds: float = Field(
         default=10.0, ge=0, description="How long startup waits for the first index."

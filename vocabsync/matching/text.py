@@ -21,6 +21,10 @@ _WORD = re.compile(rf"{_LETTER}+(?:['\u2019\u2018`\u00b4]{_LETTER}+)*|&")
 _PIECE = re.compile(r"\d+|\D+")
 _MIXED = re.compile(r"\d\D|\D\d")  # letters and digits side by side: "Ph2", "Q1"
 _APOSTROPHES = str.maketrans("", "", "'\u2019\u2018`\u00b4")
+# ASCII text without apostrophes or "&": its folded words are its lower-cased letter and digit
+# runs, exactly what the general path below finds.
+_ASCII_SPECIAL = re.compile(r"['`&]")
+_ASCII_PIECE = re.compile(r"[a-z]+|[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +92,32 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
+_PIECES: dict[str, tuple[str, ...]] = {}
+"""Written word -> its folded words (words repeat a lot across a vocabulary)."""
+_PIECES_SIZE = 50_000
+
+
 def words(text: str) -> list[str]:
     """Just the folded words of ``text`` (the vocabulary side: no spans, so faster)."""
+    if text.isascii() and not _ASCII_SPECIAL.search(text):  # most terms: one regex call
+        return _ASCII_PIECE.findall(text.lower())
     out: list[str] = []
+    cache = _PIECES
     for word in _WORD.findall(text):
-        if word == "&":
-            out.append("and")
-        elif _MIXED.search(word):
-            out.extend(folded for piece in _PIECE.findall(word) if (folded := fold(piece)))
-        else:
-            folded = fold(word)
-            if folded:
-                out.append(folded)
+        pieces = cache.get(word)
+        if pieces is None:
+            pieces = _pieces(word)
+            if len(cache) >= _PIECES_SIZE:
+                cache.clear()
+            cache[word] = pieces
+        out += pieces
     return out
+
+
+def _pieces(word: str) -> tuple[str, ...]:
+    if word == "&":
+        return ("and",)
+    if _MIXED.search(word):
+        return tuple(folded for piece in _PIECE.findall(word) if (folded := fold(piece)))
+    folded = fold(word)
+    return (folded,) if folded else ()

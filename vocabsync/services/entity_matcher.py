@@ -1,9 +1,11 @@
-"""EntityMatcher: finds vocabulary terms in a question, on an index as fresh as the snapshot.
+"""EntityMatcher: finds vocabulary terms in a question, on an index as fresh as the vocabulary.
 
-The API instance's cache calls :meth:`EntityMatcher.on_snapshot` after every snapshot swap (it is
-registered as a snapshot listener); the matcher hands the snapshot to its worker thread, which
-applies the difference to the index incrementally and swaps a new index in (see
-:mod:`vocabsync.matching.maintainer`). Matching itself reads the current index and never waits.
+The API instance's cache tells the matcher what changed: :meth:`EntityMatcher.apply_delta` after
+it applied a delta, :meth:`EntityMatcher.load_full` when it loaded a whole state (startup, after a
+gap or reset), or, for a cache that only has snapshots, :meth:`EntityMatcher.on_snapshot` (a
+snapshot listener). Each call only hands the work to the worker thread, which updates the index in
+O(change) (see :mod:`vocabsync.matching.maintainer`). Matching reads the current index; it waits
+at most for one small chunk of an update, never for a build.
 
 In-process use::
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,7 @@ from vocabsync.matching.maintainer import IndexMaintainer
 from vocabsync.matching.model import Match
 from vocabsync.matching.settings import MAX_TEXT_LENGTH, MatchSettings
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
-from vocabsync.vocabulary import FIELDS, Snapshot
+from vocabsync.vocabulary import FIELDS, Delta, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -76,18 +78,54 @@ class EntityMatcher:
         if any(followed is cache for followed in self._followed):
             return
         self._followed.append(cache)
-        cache.add_snapshot_listener(self.on_snapshot)
+        cache.add_change_listener(self.on_change)
         if cache.snapshot.version:
-            self.on_snapshot(Snapshot.empty(), cache.snapshot)
+            self.on_change(Snapshot.empty(), cache.snapshot, None)
 
     def start(self) -> None:
         """Start the worker thread that keeps the index current."""
         if self.settings.enabled:
             self.maintainer.start()
 
+    def apply_delta(
+        self,
+        version: int,
+        added: Mapping[str, Collection[str]],
+        removed: Mapping[str, Collection[str]],
+    ) -> None:
+        """The vocabulary went to ``version`` by adding and removing these terms (field name ->
+        terms). Runs in the event loop: only hands the change over (microseconds). The worker
+        reads the collections later, so they must not be changed afterwards."""
+        if self.settings.enabled:
+            self.maintainer.apply_delta(version, added, removed)
+
+    def load_full(self, version: int, terms: Mapping[str, Iterable[str]]) -> None:
+        """The whole vocabulary at ``version`` (startup, after a gap or reset); hands it over.
+
+        The index is built from it (or, when it differs from the current index in few terms,
+        the difference is applied); queries keep answering from the current index meanwhile, and
+        deltas handed over after this call are applied after it (those for versions up to
+        ``version`` are dropped). The collections must not be changed afterwards."""
+        if self.settings.enabled:
+            self.maintainer.load_full(version, terms)
+
+    def on_change(self, previous: Snapshot, current: Snapshot, delta: Delta | None) -> None:
+        """Change listener of the cache: a delta is applied in O(change), a whole new
+        vocabulary (startup, a gap in the log, a reset) is loaded. Runs in the event loop and
+        only hands over immutable objects."""
+        del previous
+        if delta is None:
+            self.load_full(current.version, current.terms)
+            return
+        self.apply_delta(
+            current.version,
+            {name: change.added for name, change in delta.fields.items() if change.added},
+            {name: change.removed for name, change in delta.fields.items() if change.removed},
+        )
+
     def on_snapshot(self, previous: Snapshot, current: Snapshot) -> None:
         """Snapshot listener: runs in the event loop, so it only hands the snapshot over."""
-        del previous  # the worker diffs against what its index reflects
+        del previous  # the worker diffs against the snapshot its index reflects
         if self.settings.enabled:
             self.maintainer.submit(current)
 
@@ -140,7 +178,7 @@ class EntityMatcher:
                 "the matching index is not built yet (no vocabulary loaded, or the first "
                 "build is still running); retry in a moment"
             )
-        return MatchResult(index.match(text, fields, limit), index.version)
+        return MatchResult(*index.match_versioned(text, fields, limit))
 
     def match_entities(
         self, text: str, fields: Sequence[str] | None = None, limit: int | None = None
@@ -153,14 +191,17 @@ class EntityMatcher:
         if maintainer is None:
             return {"ready": False, "version": 0}
         stats = maintainer.stats
+        index = maintainer.index
         return {
             "ready": self.ready,
             "version": self.version,
-            "overlay_terms": maintainer.overlay_size,
-            "rebuilding": maintainer.building,
-            "base_builds": stats.base_builds,
-            "overlay_updates": stats.overlay_updates,
+            "terms": 0 if index is None else index.term_count,
+            "pending": maintainer.pending,
+            "building": maintainer.building,
+            "full_builds": stats.full_builds,
+            "deltas_applied": stats.deltas_applied,
             "last_build_ms": round(stats.last_build_ms, 1),
+            "last_delta_ms": round(stats.last_delta_ms, 1),
             "failures": stats.failures,
         }
 
