@@ -227,9 +227,11 @@ async def _migrate(
         async with _locked_transaction(conn):
             # Again under the lock: a concurrent run may have reinstalled them meanwhile, and
             # DDL on a table would then only wait on its index build.
-            result = await check_triggers(conn, settings)
+            result = await check_triggers(conn, settings, check_indexes=False)
             if result.needs_reinstall:
                 for problem in result.problems:
+                    if problem in result.index_problems:
+                        continue  # built below, without touching the triggers
                     logger.warning(
                         "%s: reinstalling the triggers",
                         problem,
@@ -239,7 +241,7 @@ async def _migrate(
                 repaired = True
         if repaired:
             logger.info("reinstalled the triggers", extra={"action": "triggers_repaired"})
-            result = await check_triggers(conn, settings)
+        result = await check_triggers(conn, settings)
     built: list[str] = []
     if result.missing_indexes and not result.needs_reinstall:
         _require_configuration(result)

@@ -265,12 +265,14 @@ def delta_function_body(sources: SourceMap, channel: str) -> str:
     """The PL/pgSQL body of ``public.vocabsync_notify_delta()`` for ``sources``: one branch per
     table, reading that table's vocabulary columns by name (static SQL, so PostgreSQL caches its
     plans per trigger)."""
-    branches = [
-        _delta_branch(index, table, sources.columns_of(table))
+    heads = [
+        _delta_head(index, table, sources.columns_of(table))
         for index, table in enumerate(sources.tables)
     ]
+    branches = [_delta_branch(table, sources.columns_of(table)) for table in sources.tables]
     return templates.render(
         "delta_body.sql",
+        heads="".join(heads).rstrip("\n"),
         branches="".join(branches).rstrip("\n"),
         channel=quote_literal(channel),
         max_list_bytes=str(MAX_PAYLOAD_BYTES - _LIST_OVERHEAD),
@@ -279,12 +281,32 @@ def delta_function_body(sources: SourceMap, channel: str) -> str:
     ).removesuffix("\n")
 
 
-def _delta_branch(index: int, table: str, columns: Sequence[str]) -> str:
+def _delta_head(index: int, table: str, columns: Sequence[str]) -> str:
+    """The table's first branch: its names, and for an INSERT or DELETE the listing of its row
+    when the statement touched exactly one (counting no further than two rows)."""
     quoted = [quote_ident(column) for column in columns]
     keys = [f"{_json_string(column)}:" for column in columns]
+    return templates.render(
+        "delta_head.sql",
+        table=quote_literal(table),
+        head=quote_literal('{"t":' + _json_string(table)),
+        index=str(index),
+        row_listing=",".join(
+            f"\n                           CASE WHEN pg_catalog.btrim(r.{column}::text,"
+            f" E' \\t\\r\\n') <> ''\n                           THEN {quote_literal(key + '[')}"
+            f" || pg_catalog.to_json(r.{column}::text)::text || ']' END"
+            for column, key in zip(quoted, keys, strict=True)
+        ),
+    )
+
+
+def _delta_branch(table: str, columns: Sequence[str]) -> str:
+    """The table's second branch, for everything else: its columns, and their values."""
+    quoted = [quote_ident(column) for column in columns]
 
     def values(transition: str) -> str:
-        """Each distinct value of each column once, and no more than can fit in a payload."""
+        """Each distinct value of each column once, and no more than could fit in a payload:
+        a list cut at the limit is always too long to send, so it becomes a reload."""
         return ",\n".join(
             templates.render(
                 "delta_list.sql",
@@ -299,18 +321,10 @@ def _delta_branch(index: int, table: str, columns: Sequence[str]) -> str:
         "delta_table.sql",
         table=quote_literal(table),
         columns=_text_array(columns),
-        keys=_text_array(keys),
-        head=quote_literal('{"t":' + _json_string(table)),
-        index=str(index),
+        keys=_text_array([f"{_json_string(column)}:" for column in columns]),
         old_texts=", ".join(f"OLD.{column}::text" for column in quoted),
         new_texts=", ".join(f"NEW.{column}::text" for column in quoted),
         row_texts=", ".join(f"r.{column}::text" for column in quoted),
-        row_listing=",".join(
-            f"\n                           CASE WHEN pg_catalog.btrim(r.{column}::text,"
-            f" E' \\t\\r\\n') <> ''\n                           THEN {quote_literal(key + '[')}"
-            f" || pg_catalog.to_json(r.{column}::text)::text || ']' END"
-            for column, key in zip(quoted, keys, strict=True)
-        ),
         inserted_values=values(NEW_TABLE),
         deleted_values=values(OLD_TABLE),
     )

@@ -1,30 +1,55 @@
 DECLARE
-    -- Set by the table's branch (TG_ARGV[0] is the table's name in VOCABSYNC_SOURCES):
-    cols text[];             -- the table's vocabulary columns, in mapping order
-    keys text[];             -- the same as JSON object keys: '"column":'
+    -- Set by the table's head and branch (TG_ARGV[0] is the table's name in VOCABSYNC_SOURCES):
     head text;               -- '{"t":"<table>"'
     guc text;                -- prefix of the table's transaction-local settings
+    cols text[];             -- the table's vocabulary columns, in mapping order
+    keys text[];             -- the same as JSON object keys: '"column":'
     olds text[];             -- UPDATE: the row's old text, per column
-    news text[];             -- UPDATE: the row's new text; INSERT, DELETE: the first row's
-    n bigint;                -- INSERT, DELETE: rows in the transition table (NULL: none)
+    news text[];             -- UPDATE: the row's new text; INSERT, DELETE of one row: its text
+    n integer;               -- INSERT, DELETE: rows in the transition table, 2 for several
     -- Shared:
-    lists text[] := '{}';    -- per column, the values to list as a JSON array (NULL: none)
+    lists text[];            -- per column, the values to list as a JSON array (NULL: none)
     listing text;            -- the "c" object's members: '"column":[...],...'
     seen text;
     item text;
     fresh text;
-    val text;
     sent integer;
     longest integer;
-    parts text[] := '{}';    -- '"column":["value",...]', one per listed column
-    listed text[] := '{}';   -- the listed columns, in the order of parts
-    reload text[] := '{}';   -- columns the bridge must reload in full
+    parts text[];            -- '"column":["value",...]', one per listed column
+    listed text[];           -- the listed columns, in the order of parts
+    reload text[];           -- columns the bridge must reload in full
     payload text;
 BEGIN
     BEGIN
         CASE TG_ARGV[0]
+{{heads}}
+        END CASE;
+        IF n = 1 THEN
+            -- INSERT or DELETE of one row, the usual write: its values as they are (the head
+            -- read them), unless they do not fit or the transaction has sent too many.
+            IF listing IS NULL THEN
+                RETURN NULL;  -- only NULL or blank values
+            END IF;
+            payload := head || ',"c":{' || listing || '}}';
+            sent := coalesce(nullif(pg_catalog.current_setting(guc || 'n', true), ''),
+                             '0')::integer;
+            IF pg_catalog.octet_length(payload) <= {{max_payload_bytes}}
+               AND sent < {{max_deltas}} THEN
+                PERFORM pg_catalog.pg_notify({{channel}}, payload);
+                PERFORM pg_catalog.set_config(guc || 'n', (sent + 1)::text, true);
+                RETURN NULL;
+            END IF;
+        ELSIF n IS NULL AND TG_OP IN ('INSERT', 'DELETE') AND TG_LEVEL = 'STATEMENT' THEN
+            RETURN NULL;  -- no row
+        END IF;
+
+        CASE TG_ARGV[0]
 {{branches}}
         END CASE;
+        parts := '{}';
+        listed := '{}';
+        reload := '{}';
+        lists := coalesce(lists, '{}');
 
         IF TG_LEVEL = 'ROW' THEN
             -- An UPDATE changed this row's vocabulary text (the trigger's WHEN). List the old
@@ -38,14 +63,20 @@ BEGIN
                 seen := coalesce(nullif(pg_catalog.current_setting(guc || i, true), ''), ',');
                 CONTINUE WHEN seen = '!';
                 fresh := NULL;
-                FOREACH val IN ARRAY ARRAY[olds[i], news[i]] LOOP
-                    CONTINUE WHEN val IS NULL OR pg_catalog.btrim(val, E' \t\r\n') = '';
-                    item := pg_catalog.to_json(val)::text;
+                IF pg_catalog.btrim(olds[i], E' \t\r\n') <> '' THEN  -- (NULL: not a term)
+                    item := pg_catalog.to_json(olds[i])::text;
+                    IF pg_catalog.strpos(seen, ',' || item || ',') = 0 THEN
+                        seen := seen || item || ',';
+                        fresh := item;
+                    END IF;
+                END IF;
+                IF pg_catalog.btrim(news[i], E' \t\r\n') <> '' THEN
+                    item := pg_catalog.to_json(news[i])::text;
                     IF pg_catalog.strpos(seen, ',' || item || ',') = 0 THEN
                         seen := seen || item || ',';
                         fresh := pg_catalog.concat_ws(',', fresh, item);
                     END IF;
-                END LOOP;
+                END IF;
                 CONTINUE WHEN fresh IS NULL;
                 IF pg_catalog.octet_length(seen) > {{max_list_bytes}} THEN
                     reload := reload || cols[i];
@@ -64,11 +95,11 @@ BEGIN
                 listing := pg_catalog.concat_ws(',', listing, keys[i] || lists[i]);
             END LOOP;
         END IF;
-        -- (INSERT or DELETE of one row: the branch read its values into news and listing.)
+        -- (INSERT or DELETE of one row that did not fit: the branch read it into news.)
 
         IF listing IS NULL AND reload = '{}' THEN
-            RETURN NULL;  -- nothing to say: no row, only NULL or blank values, or said already
-        ELSIF reload = '{}' THEN
+            RETURN NULL;  -- nothing to say: only NULL or blank values, or said already
+        ELSIF reload = '{}' AND n IS DISTINCT FROM 1 THEN
             -- The usual case: the values fit, and the transaction has not sent too many.
             payload := head || ',"c":{' || listing || '}}';
             sent := coalesce(nullif(pg_catalog.current_setting(guc || 'n', true), ''),

@@ -115,50 +115,152 @@ CREATE OR REPLACE FUNCTION public.vocabsync_notify_delta()
     SET search_path = ''
 AS $function$
 DECLARE
-    -- Set by the table's branch (TG_ARGV[0] is the table's name in VOCABSYNC_SOURCES):
-    cols text[];             -- the table's vocabulary columns, in mapping order
-    keys text[];             -- the same as JSON object keys: '"column":'
+    -- Set by the table's head and branch (TG_ARGV[0] is the table's name in VOCABSYNC_SOURCES):
     head text;               -- '{"t":"<table>"'
     guc text;                -- prefix of the table's transaction-local settings
+    cols text[];             -- the table's vocabulary columns, in mapping order
+    keys text[];             -- the same as JSON object keys: '"column":'
     olds text[];             -- UPDATE: the row's old text, per column
-    news text[];             -- UPDATE: the row's new text; INSERT, DELETE: the first row's
-    n bigint;                -- INSERT, DELETE: rows in the transition table (NULL: none)
+    news text[];             -- UPDATE: the row's new text; INSERT, DELETE of one row: its text
+    n integer;               -- INSERT, DELETE: rows in the transition table, 2 for several
     -- Shared:
-    lists text[] := '{}';    -- per column, the values to list as a JSON array (NULL: none)
+    lists text[];            -- per column, the values to list as a JSON array (NULL: none)
     listing text;            -- the "c" object's members: '"column":[...],...'
     seen text;
     item text;
     fresh text;
-    val text;
     sent integer;
     longest integer;
-    parts text[] := '{}';    -- '"column":["value",...]', one per listed column
-    listed text[] := '{}';   -- the listed columns, in the order of parts
-    reload text[] := '{}';   -- columns the bridge must reload in full
+    parts text[];            -- '"column":["value",...]', one per listed column
+    listed text[];           -- the listed columns, in the order of parts
+    reload text[];           -- columns the bridge must reload in full
     payload text;
 BEGIN
     BEGIN
         CASE TG_ARGV[0]
         WHEN 'Project' THEN
-            cols := ARRAY['project_name', 'location'];
-            keys := ARRAY['"project_name":', '"location":'];
             head := '{"t":"Project"';
             guc := 'vocabsync.delta_0_';
-            IF TG_LEVEL = 'ROW' THEN
-                olds := ARRAY[OLD."project_name"::text, OLD."location"::text];
-                news := ARRAY[NEW."project_name"::text, NEW."location"::text];
-            ELSIF TG_OP = 'INSERT' THEN
-                SELECT ARRAY[r."project_name"::text, r."location"::text], (SELECT count(*) FROM vocabsync_new),
+            IF TG_LEVEL = 'STATEMENT' AND TG_OP = 'INSERT' THEN
+                SELECT CASE WHEN EXISTS (SELECT FROM vocabsync_new OFFSET 1) THEN 2 ELSE 1 END,
                        nullif(pg_catalog.concat_ws(',',
                            CASE WHEN pg_catalog.btrim(r."project_name"::text, E' \t\r\n') <> ''
                            THEN '"project_name":[' || pg_catalog.to_json(r."project_name"::text)::text || ']' END,
                            CASE WHEN pg_catalog.btrim(r."location"::text, E' \t\r\n') <> ''
                            THEN '"location":[' || pg_catalog.to_json(r."location"::text)::text || ']' END), '')
-                INTO news, n, listing
+                INTO n, listing
                 FROM vocabsync_new AS r LIMIT 1;
-                IF n > 1 THEN  -- several rows: each value once, and no more than can be sent
-                    listing := NULL;
-                    lists := ARRAY[
+            ELSIF TG_LEVEL = 'STATEMENT' AND TG_OP = 'DELETE' THEN
+                SELECT CASE WHEN EXISTS (SELECT FROM vocabsync_old OFFSET 1) THEN 2 ELSE 1 END,
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."project_name"::text, E' \t\r\n') <> ''
+                           THEN '"project_name":[' || pg_catalog.to_json(r."project_name"::text)::text || ']' END,
+                           CASE WHEN pg_catalog.btrim(r."location"::text, E' \t\r\n') <> ''
+                           THEN '"location":[' || pg_catalog.to_json(r."location"::text)::text || ']' END), '')
+                INTO n, listing
+                FROM vocabsync_old AS r LIMIT 1;
+            END IF;
+        WHEN 'Expenses' THEN
+            head := '{"t":"Expenses"';
+            guc := 'vocabsync.delta_1_';
+            IF TG_LEVEL = 'STATEMENT' AND TG_OP = 'INSERT' THEN
+                SELECT CASE WHEN EXISTS (SELECT FROM vocabsync_new OFFSET 1) THEN 2 ELSE 1 END,
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
+                INTO n, listing
+                FROM vocabsync_new AS r LIMIT 1;
+            ELSIF TG_LEVEL = 'STATEMENT' AND TG_OP = 'DELETE' THEN
+                SELECT CASE WHEN EXISTS (SELECT FROM vocabsync_old OFFSET 1) THEN 2 ELSE 1 END,
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
+                INTO n, listing
+                FROM vocabsync_old AS r LIMIT 1;
+            END IF;
+        WHEN 'CashFlow' THEN
+            head := '{"t":"CashFlow"';
+            guc := 'vocabsync.delta_2_';
+            IF TG_LEVEL = 'STATEMENT' AND TG_OP = 'INSERT' THEN
+                SELECT CASE WHEN EXISTS (SELECT FROM vocabsync_new OFFSET 1) THEN 2 ELSE 1 END,
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
+                INTO n, listing
+                FROM vocabsync_new AS r LIMIT 1;
+            ELSIF TG_LEVEL = 'STATEMENT' AND TG_OP = 'DELETE' THEN
+                SELECT CASE WHEN EXISTS (SELECT FROM vocabsync_old OFFSET 1) THEN 2 ELSE 1 END,
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
+                INTO n, listing
+                FROM vocabsync_old AS r LIMIT 1;
+            END IF;
+        WHEN 'ExpensesColumn' THEN
+            head := '{"t":"ExpensesColumn"';
+            guc := 'vocabsync.delta_3_';
+            IF TG_LEVEL = 'STATEMENT' AND TG_OP = 'INSERT' THEN
+                SELECT CASE WHEN EXISTS (SELECT FROM vocabsync_new OFFSET 1) THEN 2 ELSE 1 END,
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
+                INTO n, listing
+                FROM vocabsync_new AS r LIMIT 1;
+            ELSIF TG_LEVEL = 'STATEMENT' AND TG_OP = 'DELETE' THEN
+                SELECT CASE WHEN EXISTS (SELECT FROM vocabsync_old OFFSET 1) THEN 2 ELSE 1 END,
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
+                INTO n, listing
+                FROM vocabsync_old AS r LIMIT 1;
+            END IF;
+        WHEN 'CashFlowColumn' THEN
+            head := '{"t":"CashFlowColumn"';
+            guc := 'vocabsync.delta_4_';
+            IF TG_LEVEL = 'STATEMENT' AND TG_OP = 'INSERT' THEN
+                SELECT CASE WHEN EXISTS (SELECT FROM vocabsync_new OFFSET 1) THEN 2 ELSE 1 END,
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
+                INTO n, listing
+                FROM vocabsync_new AS r LIMIT 1;
+            ELSIF TG_LEVEL = 'STATEMENT' AND TG_OP = 'DELETE' THEN
+                SELECT CASE WHEN EXISTS (SELECT FROM vocabsync_old OFFSET 1) THEN 2 ELSE 1 END,
+                       nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
+                INTO n, listing
+                FROM vocabsync_old AS r LIMIT 1;
+            END IF;
+        END CASE;
+        IF n = 1 THEN
+            -- INSERT or DELETE of one row, the usual write: its values as they are (the head
+            -- read them), unless they do not fit or the transaction has sent too many.
+            IF listing IS NULL THEN
+                RETURN NULL;  -- only NULL or blank values
+            END IF;
+            payload := head || ',"c":{' || listing || '}}';
+            sent := coalesce(nullif(pg_catalog.current_setting(guc || 'n', true), ''),
+                             '0')::integer;
+            IF pg_catalog.octet_length(payload) <= 7800
+               AND sent < 100 THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', payload);
+                PERFORM pg_catalog.set_config(guc || 'n', (sent + 1)::text, true);
+                RETURN NULL;
+            END IF;
+        ELSIF n IS NULL AND TG_OP IN ('INSERT', 'DELETE') AND TG_LEVEL = 'STATEMENT' THEN
+            RETURN NULL;  -- no row
+        END IF;
+
+        CASE TG_ARGV[0]
+        WHEN 'Project' THEN
+            cols := ARRAY['project_name', 'location'];
+            keys := ARRAY['"project_name":', '"location":'];
+            IF TG_LEVEL = 'ROW' THEN
+                olds := ARRAY[OLD."project_name"::text, OLD."location"::text];
+                news := ARRAY[NEW."project_name"::text, NEW."location"::text];
+            ELSIF TG_OP = 'INSERT' AND n > 1 THEN
+                lists := ARRAY[
                         nullif(pg_catalog.to_json(ARRAY(
                             SELECT DISTINCT v."project_name"::text COLLATE "C" FROM vocabsync_new AS v
                             WHERE pg_catalog.btrim(v."project_name"::text, E' \t\r\n') <> ''
@@ -167,19 +269,8 @@ BEGIN
                             SELECT DISTINCT v."location"::text COLLATE "C" FROM vocabsync_new AS v
                             WHERE pg_catalog.btrim(v."location"::text, E' \t\r\n') <> ''
                             LIMIT 1951))::text, '[]')];
-                END IF;
-            ELSIF TG_OP = 'DELETE' THEN
-                SELECT ARRAY[r."project_name"::text, r."location"::text], (SELECT count(*) FROM vocabsync_old),
-                       nullif(pg_catalog.concat_ws(',',
-                           CASE WHEN pg_catalog.btrim(r."project_name"::text, E' \t\r\n') <> ''
-                           THEN '"project_name":[' || pg_catalog.to_json(r."project_name"::text)::text || ']' END,
-                           CASE WHEN pg_catalog.btrim(r."location"::text, E' \t\r\n') <> ''
-                           THEN '"location":[' || pg_catalog.to_json(r."location"::text)::text || ']' END), '')
-                INTO news, n, listing
-                FROM vocabsync_old AS r LIMIT 1;
-                IF n > 1 THEN
-                    listing := NULL;
-                    lists := ARRAY[
+            ELSIF TG_OP = 'DELETE' AND n > 1 THEN
+                lists := ARRAY[
                         nullif(pg_catalog.to_json(ARRAY(
                             SELECT DISTINCT v."project_name"::text COLLATE "C" FROM vocabsync_old AS v
                             WHERE pg_catalog.btrim(v."project_name"::text, E' \t\r\n') <> ''
@@ -188,165 +279,108 @@ BEGIN
                             SELECT DISTINCT v."location"::text COLLATE "C" FROM vocabsync_old AS v
                             WHERE pg_catalog.btrim(v."location"::text, E' \t\r\n') <> ''
                             LIMIT 1951))::text, '[]')];
-                END IF;
+            ELSIF TG_OP = 'INSERT' THEN
+                SELECT ARRAY[r."project_name"::text, r."location"::text] INTO news FROM vocabsync_new AS r;
+            ELSIF TG_OP = 'DELETE' THEN
+                SELECT ARRAY[r."project_name"::text, r."location"::text] INTO news FROM vocabsync_old AS r;
             END IF;
         WHEN 'Expenses' THEN
             cols := ARRAY['file_name'];
             keys := ARRAY['"file_name":'];
-            head := '{"t":"Expenses"';
-            guc := 'vocabsync.delta_1_';
             IF TG_LEVEL = 'ROW' THEN
                 olds := ARRAY[OLD."file_name"::text];
                 news := ARRAY[NEW."file_name"::text];
-            ELSIF TG_OP = 'INSERT' THEN
-                SELECT ARRAY[r."file_name"::text], (SELECT count(*) FROM vocabsync_new),
-                       nullif(pg_catalog.concat_ws(',',
-                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
-                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
-                INTO news, n, listing
-                FROM vocabsync_new AS r LIMIT 1;
-                IF n > 1 THEN  -- several rows: each value once, and no more than can be sent
-                    listing := NULL;
-                    lists := ARRAY[
+            ELSIF TG_OP = 'INSERT' AND n > 1 THEN
+                lists := ARRAY[
                         nullif(pg_catalog.to_json(ARRAY(
                             SELECT DISTINCT v."file_name"::text COLLATE "C" FROM vocabsync_new AS v
                             WHERE pg_catalog.btrim(v."file_name"::text, E' \t\r\n') <> ''
                             LIMIT 1951))::text, '[]')];
-                END IF;
-            ELSIF TG_OP = 'DELETE' THEN
-                SELECT ARRAY[r."file_name"::text], (SELECT count(*) FROM vocabsync_old),
-                       nullif(pg_catalog.concat_ws(',',
-                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
-                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
-                INTO news, n, listing
-                FROM vocabsync_old AS r LIMIT 1;
-                IF n > 1 THEN
-                    listing := NULL;
-                    lists := ARRAY[
+            ELSIF TG_OP = 'DELETE' AND n > 1 THEN
+                lists := ARRAY[
                         nullif(pg_catalog.to_json(ARRAY(
                             SELECT DISTINCT v."file_name"::text COLLATE "C" FROM vocabsync_old AS v
                             WHERE pg_catalog.btrim(v."file_name"::text, E' \t\r\n') <> ''
                             LIMIT 1951))::text, '[]')];
-                END IF;
+            ELSIF TG_OP = 'INSERT' THEN
+                SELECT ARRAY[r."file_name"::text] INTO news FROM vocabsync_new AS r;
+            ELSIF TG_OP = 'DELETE' THEN
+                SELECT ARRAY[r."file_name"::text] INTO news FROM vocabsync_old AS r;
             END IF;
         WHEN 'CashFlow' THEN
             cols := ARRAY['file_name'];
             keys := ARRAY['"file_name":'];
-            head := '{"t":"CashFlow"';
-            guc := 'vocabsync.delta_2_';
             IF TG_LEVEL = 'ROW' THEN
                 olds := ARRAY[OLD."file_name"::text];
                 news := ARRAY[NEW."file_name"::text];
-            ELSIF TG_OP = 'INSERT' THEN
-                SELECT ARRAY[r."file_name"::text], (SELECT count(*) FROM vocabsync_new),
-                       nullif(pg_catalog.concat_ws(',',
-                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
-                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
-                INTO news, n, listing
-                FROM vocabsync_new AS r LIMIT 1;
-                IF n > 1 THEN  -- several rows: each value once, and no more than can be sent
-                    listing := NULL;
-                    lists := ARRAY[
+            ELSIF TG_OP = 'INSERT' AND n > 1 THEN
+                lists := ARRAY[
                         nullif(pg_catalog.to_json(ARRAY(
                             SELECT DISTINCT v."file_name"::text COLLATE "C" FROM vocabsync_new AS v
                             WHERE pg_catalog.btrim(v."file_name"::text, E' \t\r\n') <> ''
                             LIMIT 1951))::text, '[]')];
-                END IF;
-            ELSIF TG_OP = 'DELETE' THEN
-                SELECT ARRAY[r."file_name"::text], (SELECT count(*) FROM vocabsync_old),
-                       nullif(pg_catalog.concat_ws(',',
-                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
-                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '')
-                INTO news, n, listing
-                FROM vocabsync_old AS r LIMIT 1;
-                IF n > 1 THEN
-                    listing := NULL;
-                    lists := ARRAY[
+            ELSIF TG_OP = 'DELETE' AND n > 1 THEN
+                lists := ARRAY[
                         nullif(pg_catalog.to_json(ARRAY(
                             SELECT DISTINCT v."file_name"::text COLLATE "C" FROM vocabsync_old AS v
                             WHERE pg_catalog.btrim(v."file_name"::text, E' \t\r\n') <> ''
                             LIMIT 1951))::text, '[]')];
-                END IF;
+            ELSIF TG_OP = 'INSERT' THEN
+                SELECT ARRAY[r."file_name"::text] INTO news FROM vocabsync_new AS r;
+            ELSIF TG_OP = 'DELETE' THEN
+                SELECT ARRAY[r."file_name"::text] INTO news FROM vocabsync_old AS r;
             END IF;
         WHEN 'ExpensesColumn' THEN
             cols := ARRAY['column_name'];
             keys := ARRAY['"column_name":'];
-            head := '{"t":"ExpensesColumn"';
-            guc := 'vocabsync.delta_3_';
             IF TG_LEVEL = 'ROW' THEN
                 olds := ARRAY[OLD."column_name"::text];
                 news := ARRAY[NEW."column_name"::text];
-            ELSIF TG_OP = 'INSERT' THEN
-                SELECT ARRAY[r."column_name"::text], (SELECT count(*) FROM vocabsync_new),
-                       nullif(pg_catalog.concat_ws(',',
-                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
-                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
-                INTO news, n, listing
-                FROM vocabsync_new AS r LIMIT 1;
-                IF n > 1 THEN  -- several rows: each value once, and no more than can be sent
-                    listing := NULL;
-                    lists := ARRAY[
+            ELSIF TG_OP = 'INSERT' AND n > 1 THEN
+                lists := ARRAY[
                         nullif(pg_catalog.to_json(ARRAY(
                             SELECT DISTINCT v."column_name"::text COLLATE "C" FROM vocabsync_new AS v
                             WHERE pg_catalog.btrim(v."column_name"::text, E' \t\r\n') <> ''
                             LIMIT 1951))::text, '[]')];
-                END IF;
-            ELSIF TG_OP = 'DELETE' THEN
-                SELECT ARRAY[r."column_name"::text], (SELECT count(*) FROM vocabsync_old),
-                       nullif(pg_catalog.concat_ws(',',
-                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
-                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
-                INTO news, n, listing
-                FROM vocabsync_old AS r LIMIT 1;
-                IF n > 1 THEN
-                    listing := NULL;
-                    lists := ARRAY[
+            ELSIF TG_OP = 'DELETE' AND n > 1 THEN
+                lists := ARRAY[
                         nullif(pg_catalog.to_json(ARRAY(
                             SELECT DISTINCT v."column_name"::text COLLATE "C" FROM vocabsync_old AS v
                             WHERE pg_catalog.btrim(v."column_name"::text, E' \t\r\n') <> ''
                             LIMIT 1951))::text, '[]')];
-                END IF;
+            ELSIF TG_OP = 'INSERT' THEN
+                SELECT ARRAY[r."column_name"::text] INTO news FROM vocabsync_new AS r;
+            ELSIF TG_OP = 'DELETE' THEN
+                SELECT ARRAY[r."column_name"::text] INTO news FROM vocabsync_old AS r;
             END IF;
         WHEN 'CashFlowColumn' THEN
             cols := ARRAY['column_name'];
             keys := ARRAY['"column_name":'];
-            head := '{"t":"CashFlowColumn"';
-            guc := 'vocabsync.delta_4_';
             IF TG_LEVEL = 'ROW' THEN
                 olds := ARRAY[OLD."column_name"::text];
                 news := ARRAY[NEW."column_name"::text];
-            ELSIF TG_OP = 'INSERT' THEN
-                SELECT ARRAY[r."column_name"::text], (SELECT count(*) FROM vocabsync_new),
-                       nullif(pg_catalog.concat_ws(',',
-                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
-                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
-                INTO news, n, listing
-                FROM vocabsync_new AS r LIMIT 1;
-                IF n > 1 THEN  -- several rows: each value once, and no more than can be sent
-                    listing := NULL;
-                    lists := ARRAY[
+            ELSIF TG_OP = 'INSERT' AND n > 1 THEN
+                lists := ARRAY[
                         nullif(pg_catalog.to_json(ARRAY(
                             SELECT DISTINCT v."column_name"::text COLLATE "C" FROM vocabsync_new AS v
                             WHERE pg_catalog.btrim(v."column_name"::text, E' \t\r\n') <> ''
                             LIMIT 1951))::text, '[]')];
-                END IF;
-            ELSIF TG_OP = 'DELETE' THEN
-                SELECT ARRAY[r."column_name"::text], (SELECT count(*) FROM vocabsync_old),
-                       nullif(pg_catalog.concat_ws(',',
-                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
-                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '')
-                INTO news, n, listing
-                FROM vocabsync_old AS r LIMIT 1;
-                IF n > 1 THEN
-                    listing := NULL;
-                    lists := ARRAY[
+            ELSIF TG_OP = 'DELETE' AND n > 1 THEN
+                lists := ARRAY[
                         nullif(pg_catalog.to_json(ARRAY(
                             SELECT DISTINCT v."column_name"::text COLLATE "C" FROM vocabsync_old AS v
                             WHERE pg_catalog.btrim(v."column_name"::text, E' \t\r\n') <> ''
                             LIMIT 1951))::text, '[]')];
-                END IF;
+            ELSIF TG_OP = 'INSERT' THEN
+                SELECT ARRAY[r."column_name"::text] INTO news FROM vocabsync_new AS r;
+            ELSIF TG_OP = 'DELETE' THEN
+                SELECT ARRAY[r."column_name"::text] INTO news FROM vocabsync_old AS r;
             END IF;
         END CASE;
+        parts := '{}';
+        listed := '{}';
+        reload := '{}';
+        lists := coalesce(lists, '{}');
 
         IF TG_LEVEL = 'ROW' THEN
             -- An UPDATE changed this row's vocabulary text (the trigger's WHEN). List the old
@@ -360,14 +394,20 @@ BEGIN
                 seen := coalesce(nullif(pg_catalog.current_setting(guc || i, true), ''), ',');
                 CONTINUE WHEN seen = '!';
                 fresh := NULL;
-                FOREACH val IN ARRAY ARRAY[olds[i], news[i]] LOOP
-                    CONTINUE WHEN val IS NULL OR pg_catalog.btrim(val, E' \t\r\n') = '';
-                    item := pg_catalog.to_json(val)::text;
+                IF pg_catalog.btrim(olds[i], E' \t\r\n') <> '' THEN  -- (NULL: not a term)
+                    item := pg_catalog.to_json(olds[i])::text;
+                    IF pg_catalog.strpos(seen, ',' || item || ',') = 0 THEN
+                        seen := seen || item || ',';
+                        fresh := item;
+                    END IF;
+                END IF;
+                IF pg_catalog.btrim(news[i], E' \t\r\n') <> '' THEN
+                    item := pg_catalog.to_json(news[i])::text;
                     IF pg_catalog.strpos(seen, ',' || item || ',') = 0 THEN
                         seen := seen || item || ',';
                         fresh := pg_catalog.concat_ws(',', fresh, item);
                     END IF;
-                END LOOP;
+                END IF;
                 CONTINUE WHEN fresh IS NULL;
                 IF pg_catalog.octet_length(seen) > 7600 THEN
                     reload := reload || cols[i];
@@ -386,11 +426,11 @@ BEGIN
                 listing := pg_catalog.concat_ws(',', listing, keys[i] || lists[i]);
             END LOOP;
         END IF;
-        -- (INSERT or DELETE of one row: the branch read its values into news and listing.)
+        -- (INSERT or DELETE of one row that did not fit: the branch read it into news.)
 
         IF listing IS NULL AND reload = '{}' THEN
-            RETURN NULL;  -- nothing to say: no row, only NULL or blank values, or said already
-        ELSIF reload = '{}' THEN
+            RETURN NULL;  -- nothing to say: only NULL or blank values, or said already
+        ELSIF reload = '{}' AND n IS DISTINCT FROM 1 THEN
             -- The usual case: the values fit, and the transaction has not sent too many.
             payload := head || ',"c":{' || listing || '}}';
             sent := coalesce(nullif(pg_catalog.current_setting(guc || 'n', true), ''),
