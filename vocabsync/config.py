@@ -23,7 +23,7 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@localhost:5432/postgres"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 WRITABLE_SESSION_ATTRS = frozenset({"read-write", "primary"})
-"""``target_session_attrs`` values that only accept the primary (libpq, PostgreSQL 14+)."""
+"""``target_session_attrs`` values that only accept the primary (``primary`` needs libpq 14+)."""
 
 
 def postgres_hosts(conninfo: str) -> tuple[str, ...]:
