@@ -10,10 +10,8 @@ The raw count of transactions in progress is returned uncapped (the packed versi
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,6 +21,7 @@ from tests.test_migrations import make_settings
 from tests.waiting import wait_until
 from vocabsync.config import Settings
 from vocabsync.db.migrate import migrate
+from vocabsync.local.replication import StandbyPostgres, in_recovery
 from vocabsync.local.servers import LocalPostgres, resolve_flavor
 from vocabsync.services.change_probe import probe
 from vocabsync.services.vocabulary_loader import DatabaseState, VocabularyLoader
@@ -167,53 +166,26 @@ async def test_another_cluster_has_another_identity(pg_url: str) -> None:
     assert there["generation"] != here["generation"]
 
 
-class StandbyPostgres(LocalPostgres):
-    """A streaming standby of ``primary``, made with pg_basebackup instead of initdb."""
-
-    def __init__(self, primary: LocalPostgres) -> None:
-        super().__init__(flavor=primary.flavor)
-        self.primary = primary
-
-    def _prepare(self, base: Path) -> None:
-        user = self._popen_user()
-        cmd = [
-            str(self.bin_dir / "pg_basebackup"),
-            *("-D", str(base / "data"), "-R", "-X", "stream", "-c", "fast"),
-            *("-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres"),
-        ]
-        ids = (
-            {} if user is None else {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-        )
-        subprocess.run(cmd, cwd=base, capture_output=True, timeout=120, check=True, **ids)  # type: ignore[arg-type]
-
-
-def in_recovery(server: LocalPostgres) -> bool:
-    with psycopg.connect(server.url) as conn:
-        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-    return bool(row and row[0])
-
-
 @pytest.mark.slow
 async def test_a_promoted_standby_has_a_new_identity() -> None:
     """A standby reads the primary's history: same identity. Promoted, it starts a timeline of
     its own, which the identity shows at once (the standby that was behind may have missed
     commits, so its versions must not be merged with the old primary's)."""
     primary = start_server()
-    standby: LocalPostgres | None = None
+    standby: StandbyPostgres | None = None
     try:
-        if not (primary.bin_dir / "pg_basebackup").is_file():
+        standby = StandbyPostgres(primary)
+        if not standby.available:
             pytest.skip("pg_basebackup is not beside these server binaries")
         url = new_database(primary)
         settings = await migrated(url)
         before = await state_of(settings)
-        standby = StandbyPostgres(primary)
         standby.start()
         on_standby = make_settings(standby.url_for(dbname(url)))
         assert in_recovery(standby)
         assert (await state_of(on_standby)).identity == before.identity
 
-        with psycopg.connect(standby.url, autocommit=True) as conn:
-            assert conn.execute("SELECT pg_promote(true, 30)").fetchone() == (True,)
+        standby.promote()
         wait_until(lambda: not in_recovery(standby), message="standby promoted")
         promoted = parts((await state_of(on_standby)).identity)
         assert promoted["timeline"] == "2"

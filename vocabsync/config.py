@@ -11,6 +11,7 @@ import json
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +21,46 @@ from vocabsync.sources import FieldSource, SourceMap
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@localhost:5432/postgres"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+WRITABLE_SESSION_ATTRS = frozenset({"read-write", "primary"})
+"""``target_session_attrs`` values that only accept the primary (``primary`` needs libpq 14+)."""
+
+
+def postgres_hosts(conninfo: str) -> tuple[str, ...]:
+    """The hosts a libpq URL or conninfo lists, in order (one entry per host, '' for a default).
+
+    Several hosts (``postgresql://u@h1:5432,h2:5433/db``, ``host=h1,h2 port=5432,5433``) mean
+    libpq tries them in turn. An unparsable string gives (); connecting reports it.
+    """
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        return ()
+    hosts = str(params.get("host") or params.get("hostaddr") or "")
+    return tuple(hosts.split(","))
+
+
+def writable_conninfo(conninfo: str) -> str:
+    """``conninfo`` made to reach only a writable primary when it lists several hosts.
+
+    The bridge LISTENs and holds its leadership lock on the primary (a standby refuses
+    ``LISTEN``, and its locks and notifications are not the primary's), so its session adds
+    ``target_session_attrs=read-write`` when the string lists several hosts without it, or asks
+    for another kind of server (``any``, ``standby``, ``prefer-standby``, ``read-only``: the
+    same DATABASE_URL may rightly ask that for the instances' fallback reads). ``primary`` and
+    ``read-write`` are kept; a single host without the parameter is left alone (a pooler in
+    front of one host keeps working as before).
+    """
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        return conninfo  # unparsable: connecting reports it
+    attrs = params.get("target_session_attrs")
+    if attrs in WRITABLE_SESSION_ATTRS:
+        return conninfo
+    if attrs is None and len(postgres_hosts(conninfo)) < 2:
+        return conninfo
+    return make_conninfo(conninfo, target_session_attrs="read-write")
 
 
 def _env(*names: str) -> AliasChoices:
@@ -179,6 +220,17 @@ class Settings(BaseSettings):
         if self.supabase_sslmode:
             params["sslmode"] = self.supabase_sslmode
         return make_conninfo(**params)
+
+    @property
+    def postgres_hosts(self) -> tuple[str, ...]:
+        """The hosts DATABASE_URL (or SUPABASE_HOST) lists, in the order libpq tries them."""
+        return postgres_hosts(self.postgres_conninfo)
+
+    @property
+    def writable_postgres_conninfo(self) -> str:
+        """The connection string of sessions that must be on the primary (the bridge, migrate,
+        rollback, status): see :func:`writable_conninfo`. Contains the password."""
+        return writable_conninfo(self.postgres_conninfo)
 
     @property
     def redis_connection_url(self) -> str:

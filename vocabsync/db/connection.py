@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 from psycopg.abc import Query
@@ -16,18 +17,30 @@ from psycopg.rows import TupleRow
 from vocabsync.config import Settings
 from vocabsync.errors import DatabaseUnavailableError
 
+logger = logging.getLogger(__name__)
+
 AsyncConn = psycopg.AsyncConnection[TupleRow]
+
+WRITABLE_PURPOSES: Final = frozenset({"bridge", "migrate", "check", "rollback", "status"})
+"""Sessions that must reach the primary when DATABASE_URL lists several hosts: the bridge (LISTEN
+and its leadership lock exist only there), the commands that change or inspect the schema and
+compare Redis with the database. The instances' reads (``api``) go wherever DATABASE_URL says."""
 
 
 async def connect(settings: Settings, purpose: str) -> AsyncConn:
     """An autocommit connection; TCP keepalives so a dead peer is noticed within seconds.
 
     ``purpose`` ends up in ``application_name`` so operators can tell the bridge's sessions apart
-    in ``pg_stat_activity``.
+    in ``pg_stat_activity``. With several hosts in DATABASE_URL, libpq (through psycopg) tries
+    them in order, each within the connect timeout; purposes in :data:`WRITABLE_PURPOSES` accept
+    only a writable primary (:func:`~vocabsync.config.writable_conninfo`), so after a failover
+    they land on the promoted server.
     """
+    writable = purpose in WRITABLE_PURPOSES
+    conninfo = settings.writable_postgres_conninfo if writable else settings.postgres_conninfo
     try:
-        return await psycopg.AsyncConnection.connect(
-            settings.postgres_conninfo,
+        conn = await psycopg.AsyncConnection.connect(
+            conninfo,
             autocommit=True,
             connect_timeout=max(1, round(settings.network_timeout)),
             application_name=f"vocabsync-{purpose}",
@@ -37,10 +50,24 @@ async def connect(settings: Settings, purpose: str) -> AsyncConn:
             keepalives_count=3,
         )
     except psycopg.Error as exc:
+        wanted = " (a writable primary)" if conninfo != settings.postgres_conninfo else ""
         raise DatabaseUnavailableError(
-            f"cannot connect to PostgreSQL at {settings.postgres_display}: "
+            f"cannot connect to PostgreSQL{wanted} at {settings.postgres_display}: "
             f"{settings.redact(str(exc).strip())}"
         ) from None
+    if len(settings.postgres_hosts) > 1:
+        logger.info(
+            "PostgreSQL session for %s on %s",
+            purpose,
+            server_of(conn),
+            extra={"action": "postgres_connected", "server": server_of(conn)},
+        )
+    return conn
+
+
+def server_of(conn: AsyncConn) -> str:
+    """``host:port`` of the server a connection reached (which of several hosts it is)."""
+    return f"{conn.info.host}:{conn.info.port}"
 
 
 def describe_pg_error(settings: Settings, exc: BaseException) -> str:

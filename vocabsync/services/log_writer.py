@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from vocabsync.db.identity import is_older_history, older_history_error
 from vocabsync.errors import RedisUnavailableError
 from vocabsync.services.vocabulary_log import VocabularyLog, WriteResult
 from vocabsync.vocabulary import Delta, FieldDelta, Snapshot, SnapshotFormatError, TermSet
@@ -158,11 +159,20 @@ class LogWriter:
 
         The same history: the difference is appended as one delta (instances apply it, they do
         not reload). Another history, or no state in Redis: the state is replaced and every
-        reader reloads. Returns the delta written (an empty one for a replace, None when the
-        log already held exactly this).
+        reader reloads; but never by an older history of the one held (an old primary that came
+        back after a failover): that raises :class:`~vocabsync.db.identity.OlderHistoryError`.
+        Returns the delta written (an empty one for a replace, None when the log already held
+        exactly this).
         """
         for _ in range(MAX_ATTEMPTS):
             await self.catch_up()
+            if self.position and is_older_history(loaded.identity, self.state.identity):
+                raise older_history_error(
+                    loaded.identity,
+                    self.state.identity,
+                    self.log.settings.postgres_display,
+                    self.log.head_key,
+                )
             if not self.position or self.state.identity != loaded.identity:
                 expected = "*" if self.corrupt else self.position
                 result = await self.log.replace(expected, loaded)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from vocabsync.db.identity import is_older_history, timeline_of
 from vocabsync.services.vocabulary_log import LogEntry, position_key
 from vocabsync.vocabulary import Delta, Snapshot
 
@@ -65,11 +66,21 @@ class VocabularyState:
         return True
 
     def adopt(self, snapshot: Snapshot, position: str, source: Source) -> bool:
-        """Replace the whole state; False (and nothing changes) for an older read of the same
-        database history than the one held, unless it comes from the log itself."""
+        """Replace the whole state; False (and nothing changes) for a database read that is
+        older than the state held: of the same history at a lower version, or of a history a
+        promotion left behind (an earlier timeline). The log itself is always followed."""
         previous = self.snapshot
         same_history = previous.identity == snapshot.identity and previous.is_complete
         if source == "database" and same_history and snapshot.version < previous.version:
+            return False
+        if source == "database" and is_older_history(snapshot.identity, previous.identity):
+            logger.warning(
+                "not serving a database read from timeline %s: the vocabulary held is from "
+                "timeline %s of the same database (an old primary is reachable)",
+                timeline_of(snapshot.identity),
+                timeline_of(previous.identity),
+                extra={"action": "older_history_refused"},
+            )
             return False
         self.position = position
         self.source = source
