@@ -78,6 +78,7 @@ class LogFollower:
             async with asyncio.timeout(self.settings.network_timeout):
                 await client.ping()
             await self.on_connected(log)
+            self.running = True  # at once: the connect callback has just woken start()
             # Follow only from a position this log has. The refresh run on connecting may have
             # been served from the database (a fallback read coalesced with it: position ''),
             # or failed; and after a Sentinel failover the new master may lack the entries
@@ -87,7 +88,6 @@ class LogFollower:
             # which rewrites it from the database.)
             with contextlib.suppress(SnapshotFormatError):
                 await catch_up(log, self.state)
-            self.running = True
             healthy()
             await self._follow(log)
         finally:
