@@ -17,12 +17,13 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 import redis
+import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, make_settings
@@ -37,6 +38,7 @@ from vocabsync.services.log_writer import LogWriter
 from vocabsync.services.redis_client import redis_client
 from vocabsync.services.vocabulary_log import VocabularyLog, position_key
 from vocabsync.services.vocabulary_state import Source, VocabularyState
+from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 from vocabsync.vocabulary import Snapshot
 
 NOWHERE = "redis://127.0.0.1:1/0"
@@ -165,9 +167,10 @@ async def test_client_fails_once_then_writes_to_the_new_master_after_a_switchove
 class Writer(threading.Thread):
     """Commits vocabulary changes one after another until stopped: inserts, renames, deletes."""
 
-    def __init__(self, db_url: str, pause: float = 0.05) -> None:
+    def __init__(self, db_url: str, prefix: str = "Failover", pause: float = 0.05) -> None:
         super().__init__(name="sentinel-writer", daemon=True)
         self.db_url = db_url
+        self.prefix = prefix
         self.pause = pause
         self.commits = 0
         self.error: BaseException | None = None
@@ -184,33 +187,36 @@ class Writer(threading.Thread):
         try:
             with psycopg.connect(self.db_url, autocommit=True, connect_timeout=10) as conn:
                 while not self._halt.wait(self.pause):  # pacing between commits
-                    self._commit(conn, self.commits)
+                    self._commit(conn, self.prefix, self.commits)
                     self.commits += 1
         except BaseException as exc:
             self.error = exc
 
     @staticmethod
-    def _commit(conn: psycopg.Connection[Any], i: int) -> None:
+    def _commit(conn: psycopg.Connection[Any], prefix: str, i: int) -> None:
         step = i % 4
         if step == 0:
             conn.execute(
                 'INSERT INTO "Project"(project_name, location) VALUES (%s, %s)',
-                (f"Failover {i:05d}", f"Site {i % 13}"),
+                (f"{prefix} {i:05d}", f"Site {i % 13}"),
             )
         elif step == 1:
             conn.execute(
-                'INSERT INTO "ExpensesColumn"(column_name) VALUES (%s)', (f"Cost {i:05d}",)
+                'INSERT INTO "ExpensesColumn"(column_name) VALUES (%s)', (f"{prefix} cost {i:05d}",)
             )
         elif step == 2:
             conn.execute(
                 'UPDATE "Project" SET project_name = project_name || %s WHERE project_name = %s',
-                (" renamed", f"Failover {i - 2:05d}"),
+                (" renamed", f"{prefix} {i - 2:05d}"),
             )
         else:
             conn.execute(
-                'DELETE FROM "ExpensesColumn" WHERE column_name = %s', (f"Cost {i - 6:05d}",)
+                'DELETE FROM "ExpensesColumn" WHERE column_name = %s',
+                (f"{prefix} cost {i - 6:05d}",),
             )
-            conn.execute('INSERT INTO "CashFlow"(file_name) VALUES (%s)', (f"cf_{i:05d}.xlsx",))
+            conn.execute(
+                'INSERT INTO "CashFlow"(file_name) VALUES (%s)', (f"{prefix}_{i:05d}.xlsx",)
+            )
 
 
 def vocabulary_of(url: str) -> dict[str, Any]:
@@ -256,8 +262,17 @@ def entries_after(node: LocalRedis, position: str) -> int:
 
 
 def logs(stack: DemoStack) -> str:
+    """Each child's last lines about links and refreshes (not the one line per change)."""
     processes = [*stack.instances, *([stack.bridge] if stack.bridge else [])]
-    return "\n".join(f"----- {p.name}\n{p.log_tail(60)}" for p in processes)
+    parts = []
+    for process in processes:
+        lines = [
+            line
+            for line in process.log_tail(100_000).splitlines()
+            if "[published] published" not in line and "[notification_received]" not in line
+        ]
+        parts.append(f"----- {process.name}\n" + "\n".join(lines[-60:]))
+    return "\n".join(parts)
 
 
 @pytest.fixture
@@ -347,6 +362,46 @@ def test_kill_master_under_writes_instances_follow_the_new_master_and_lose_nothi
     )
     assert converged_after < FAILOVER_BOUND_S
 
+    # Then a switchover back, with the demoted master alive: connections to it must not go on.
+    master.start()  # back empty; the Sentinels turn it into a replica of the new master
+    wait_until(
+        lambda: sentinel_group.replication(master).get("master_link_status") == "up",
+        timeout=FAILOVER_BOUND_S,
+        message="the restarted node replicating",
+    )
+    writer = Writer(db_url, prefix="Switchover")
+    writer.start()
+    try:
+        wait_until(lambda: writer.commits >= 5, timeout=30)
+        switched_at = time.monotonic()
+        with redis.Redis(port=sentinel_group.sentinels[0].port, socket_timeout=5) as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", sentinel_group.master_name)
+        assert sentinel_group.wait_for_failover(new, timeout=FAILOVER_BOUND_S) is master
+        # Until the Sentinels demote it (their next INFO of it, up to 10 s), the old master
+        # still takes the writes of connections opened before: the bridge and the instances
+        # go on there, and what the bridge writes meanwhile is lost on demotion.
+        wait_until(lambda: sentinel_group.role(new) == "slave", timeout=FAILOVER_BOUND_S)
+        demoted_after = time.monotonic() - switched_at
+        wait_until(
+            lambda: serve_database(stack, db_url),
+            timeout=FAILOVER_BOUND_S,
+            interval=0.05,
+            message=f"instances serving the database after the switchover\n{logs(stack)}",
+        )
+        switched_after = time.monotonic() - switched_at - demoted_after
+        resumed = writer.commits
+        wait_until(lambda: writer.commits >= resumed + 10, timeout=30)
+    finally:
+        writer.stop()
+    wait_until(lambda: serve_database(stack, db_url), timeout=30, message="final convergence")
+    with redis.Redis(port=new.port, socket_timeout=5) as demoted:
+        assert demoted.info("replication")["role"] == "slave"
+    assert all(p.alive for p in [*stack.instances, *([stack.bridge] if stack.bridge else [])])
+    print(
+        f"Sentinel switchover: the old master (alive) demoted {demoted_after:.2f} s after "
+        f"SENTINEL FAILOVER; every instance serves the database {switched_after:.2f} s later"
+    )
+
 
 # --- a position the log does not have -----------------------------------------------------------
 
@@ -395,4 +450,51 @@ async def test_follower_adopts_the_log_before_following_from_a_position_it_lacks
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await client.aclose()
+
+
+# --- Redis loses writes behind a live connection ------------------------------------------------
+
+
+async def test_bridge_resyncs_when_redis_lost_writes_behind_its_connection(
+    settings: Settings, db_url: str, bridge: VocabularySyncBridge
+) -> None:
+    """A switchover with the old master alive, as a busy bridge can see it: no command fails
+    (redis-py reconnects a pooled connection the Sentinels closed without telling, and the
+    Sentinel pool re-points idle connections at the new master on its own), but the master now
+    answering lacks the last entries. Simulated here by putting the state of before back under
+    the bridge's open connection. A change in another table must not be written as a delta on
+    top of that older state (the lost change would stay lost until the periodic resync,
+    minutes later): the bridge resyncs at once."""
+    client = aioredis.Redis.from_url(settings.redis_connection_url)
+    log = VocabularyLog(client, settings)
+    keys = [log.head_key, log.log_key, *log.term_keys]
+
+    async def redis_holds(check: Callable[[dict[str, list[str]]], bool]) -> bool:
+        found = await log.read_full()
+        return found is not None and check(found[1].as_lists())
+
+    try:
+        execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('Kept')""")
+        await wait_until_async(lambda: redis_holds(lambda v: "Kept" in v["projects"]))
+        replica = {key: await client.dump(key) for key in keys}  # what the replica got
+        execute(db_url, """INSERT INTO "CashFlow"(file_name) VALUES ('lost_with_master.xlsx')""")
+        await wait_until_async(lambda: redis_holds(lambda v: bool(v["cashflow_files"])))
+
+        async with client.pipeline(transaction=True) as pipe:  # the replica takes over
+            pipe.delete(*keys)
+            for key, value in replica.items():
+                if value is not None:
+                    pipe.restore(key, 0, value)
+            await pipe.execute()
+        assert not await redis_holds(lambda v: bool(v["cashflow_files"]))
+
+        execute(db_url, """INSERT INTO "ExpensesColumn"(column_name) VALUES ('After')""")
+        await wait_until_async(
+            lambda: redis_holds(lambda v: v == expected_vocabulary(db_url)),
+            timeout=10,
+            message="Redis kept a state without the change lost with the old master",
+        )
+        assert bridge.sessions_started == 2, "the bridge did not resync"
+    finally:
         await client.aclose()

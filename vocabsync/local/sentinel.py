@@ -142,7 +142,7 @@ class LocalRedisSentinelGroup:
         replica and all the other Sentinels (so a failover can be agreed on at once)."""
         for node in self.nodes:
             node.start()
-        _wait(lambda: self._replication(self.nodes[1]).get("master_link_status") == "up", "sync")
+        _wait(lambda: self.replication(self.nodes[1]).get("master_link_status") == "up", "sync")
         for sentinel in self.sentinels:
             sentinel.start()
         others = len(self.sentinels) - 1
@@ -230,9 +230,10 @@ class LocalRedisSentinelGroup:
 
     def role(self, node: LocalRedis) -> str | None:
         """``master`` or ``slave`` as the node says (None when it does not answer)."""
-        return self._replication(node).get("role")
+        return self.replication(node).get("role")
 
-    def _replication(self, node: LocalRedis) -> dict[str, str]:
+    def replication(self, node: LocalRedis) -> dict[str, str]:
+        """``INFO replication`` of ``node`` ({} when it does not answer)."""
         try:
             with _client(node.port, self.password) as client:
                 info = client.info("replication")
