@@ -26,7 +26,7 @@ import redis
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from tests.fixtures_app import FAST_ENV, execute, expected_vocabulary, make_settings
+from tests.fixtures_app import FAST_ENV, derive, execute, expected_vocabulary, make_settings
 from tests.waiting import wait_until, wait_until_async
 from vocabsync.config import Settings
 from vocabsync.local.demo import DemoStack
@@ -35,7 +35,7 @@ from vocabsync.local.sentinel import LocalRedisSentinelGroup
 from vocabsync.local.servers import LocalRedis, resolve_flavor
 from vocabsync.services.log_follower import LogFollower
 from vocabsync.services.log_writer import LogWriter
-from vocabsync.services.redis_client import redis_client
+from vocabsync.services.redis_client import describe_redis_error, redis_client
 from vocabsync.services.vocabulary_log import VocabularyLog, position_key
 from vocabsync.services.vocabulary_state import Source, VocabularyState
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
@@ -113,25 +113,49 @@ def other_node(group: LocalRedisSentinelGroup, node: LocalRedis) -> LocalRedis:
     return next(n for n in group.nodes if n is not node)
 
 
+DATA_PASSWORD = "data-S3cret-4f1"
+SENTINEL_PASSWORD = "sentinel-S3cret-9c2"
+
+
+@pytest.fixture
+def secure_sentinel_group() -> Iterator[LocalRedisSentinelGroup]:
+    """Master and replica with a password, and Sentinels with another one of their own."""
+    group = LocalRedisSentinelGroup(
+        flavor=resolve_flavor(), password=DATA_PASSWORD, sentinel_password=SENTINEL_PASSWORD
+    )
+    with group:
+        yield group
+
+
 @pytest.mark.slow
-async def test_client_fails_once_then_writes_to_the_new_master_after_a_switchover(
-    sentinel_group: LocalRedisSentinelGroup,
+async def test_client_writes_to_the_new_master_after_a_switchover_with_passwords(
+    secure_sentinel_group: LocalRedisSentinelGroup,
 ) -> None:
     """A demoted master that stays up: the client must not keep talking to it.
 
     SENTINEL FAILOVER promotes the replica while the old master is alive (then turns it into a
-    replica). The client's connection to the old master fails (READONLY, or closed by the
-    Sentinels) as a RedisError that ends the caller's session, with no hidden retry; the next
-    command finds the new master through the Sentinels.
+    replica). Once demoted, the client's connection to the old master fails (closed by the
+    Sentinels, or READONLY) or is re-pointed by the Sentinel pool; with no hidden retry, at most
+    one command fails, and the next one writes to the new master. The master's password comes
+    from REDIS_URL's userinfo, the Sentinels' from REDIS_SENTINEL_PASSWORD.
     """
-    settings = sentinel_settings(sentinel_group)
+    group = secure_sentinel_group
+    url = f"redis://:{DATA_PASSWORD}@127.0.0.1:1/0"
+    without = derive(sentinel_settings(group), redis_url=url)
+    refused = redis_client(without)
+    with pytest.raises(redis.RedisError) as excinfo:
+        await refused.ping()
+    await refused.aclose()
+    assert DATA_PASSWORD not in describe_redis_error(without, excinfo.value)
+
+    settings = derive(without, redis_sentinel_password=SENTINEL_PASSWORD)
     client = redis_client(settings)
     log = VocabularyLog(client, settings)
+    sentinel_group = group
     try:
         await client.set("probe", "before")
         old = sentinel_group.master()
-        with redis.Redis(port=sentinel_group.sentinels[0].port, socket_timeout=5) as sentinel:
-            sentinel.execute_command("SENTINEL", "FAILOVER", sentinel_group.master_name)
+        sentinel_group.sentinels[0].failover()
         new = sentinel_group.wait_for_failover(old)
         assert new is other_node(sentinel_group, old)
         # Until the Sentinels demote it, the old master still takes writes from connections
@@ -151,7 +175,7 @@ async def test_client_fails_once_then_writes_to_the_new_master_after_a_switchove
 
         await wait_until_async(written, timeout=FAILOVER_BOUND_S, interval=0.1)
         assert failures <= 1, "the client kept failing after the new master was known"
-        with redis.Redis(port=new.port, socket_timeout=5) as direct:
+        with redis.Redis(port=new.port, password=DATA_PASSWORD, socket_timeout=5) as direct:
             assert direct.get("probe") == b"after"
             assert direct.info("replication")["role"] == "master"
         # The log's readers see the new master too (and a head of none: nothing was written).
@@ -374,8 +398,7 @@ def test_kill_master_under_writes_instances_follow_the_new_master_and_lose_nothi
     try:
         wait_until(lambda: writer.commits >= 5, timeout=30)
         switched_at = time.monotonic()
-        with redis.Redis(port=sentinel_group.sentinels[0].port, socket_timeout=5) as sentinel:
-            sentinel.execute_command("SENTINEL", "FAILOVER", sentinel_group.master_name)
+        sentinel_group.sentinels[0].failover()
         assert sentinel_group.wait_for_failover(new, timeout=FAILOVER_BOUND_S) is master
         # Until the Sentinels demote it (their next INFO of it, up to 10 s), the old master
         # still takes the writes of connections opened before: the bridge and the instances

@@ -45,9 +45,10 @@ class LocalRedisSentinel(LocalRedis):
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
         auth_pass: str | None = None,
+        sentinel_password: str | None = None,
         base_dir: Path | None = None,
     ) -> None:
-        super().__init__(flavor=flavor, base_dir=base_dir)
+        super().__init__(flavor=flavor, base_dir=base_dir, password=sentinel_password)
         self.master_name = master_name
         self._config = [
             f"sentinel monitor {master_name} 127.0.0.1 {master_port} {quorum}",
@@ -57,6 +58,12 @@ class LocalRedisSentinel(LocalRedis):
         ]
         if auth_pass:
             self._config.append(f"sentinel auth-pass {master_name} {auth_pass}")
+        if sentinel_password:
+            # Its own password, and the one it gives the other Sentinels when they vote.
+            self._config += [
+                f"requirepass {sentinel_password}",
+                f"sentinel sentinel-pass {sentinel_password}",
+            ]
 
     def _command(self, base: Path, port: int) -> list[str]:
         # A Sentinel rewrites its file with what it learns; a restart keeps that.
@@ -68,14 +75,19 @@ class LocalRedisSentinel(LocalRedis):
 
     def master_state(self) -> dict[str, Any]:
         """``SENTINEL MASTER <name>`` as a dict of strings."""
-        with _client(self.port) as client:
+        with _client(self.port, self._password) as client:
             raw = client.execute_command("SENTINEL", "MASTER", self.master_name)
         if isinstance(raw, dict):
             return {_text(k): _text(v) for k, v in raw.items()}
         return {_text(k): _text(v) for k, v in zip(raw[::2], raw[1::2], strict=True)}
 
+    def failover(self) -> None:
+        """``SENTINEL FAILOVER <name>``: promote a replica now, with the master still up."""
+        with _client(self.port, self._password) as client:
+            client.execute_command("SENTINEL", "FAILOVER", self.master_name)
+
     def master_address(self) -> tuple[str, int] | None:
-        with _client(self.port) as client:
+        with _client(self.port, self._password) as client:
             found = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
         if not found:
             return None
@@ -96,6 +108,7 @@ class LocalRedisSentinelGroup:
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
         password: str | None = None,
+        sentinel_password: str | None = None,
         base_dir: Path | None = None,
         extra_args: Sequence[str] = (),
     ) -> None:
@@ -130,6 +143,7 @@ class LocalRedisSentinelGroup:
                 down_after_ms=down_after_ms,
                 failover_timeout_ms=failover_timeout_ms,
                 auth_pass=password,
+                sentinel_password=sentinel_password,
                 base_dir=base_dir,
             )
             for _ in range(sentinels)
