@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -276,8 +276,8 @@ class Settings(BaseSettings):
         if isinstance(password, str):
             found.append(password)
         redis_password = urlsplit(self.redis_connection_url).password
-        if redis_password:
-            found.append(redis_password)
+        if redis_password:  # as written in the URL, and as sent (percent-decoded)
+            found += [redis_password, unquote(redis_password)]
         return tuple(found)
 
     def redact(self, text: str) -> str:
