@@ -5,6 +5,8 @@ there is one way to change the shared state (invariant 7). The writer keeps its 
 log's state and position; a write is computed against that view and the log refuses it when the
 head has moved, so the writer catches up (following the log, or reading the full state when it
 cannot) and computes again. Nothing stale is written: the log also refuses an older version.
+A log that went back (Redis lost writes in a failover or a restart) is never patched with a
+partial delta: the writer raises :class:`LogRewoundError` and the caller reads the database whole.
 """
 
 from __future__ import annotations
