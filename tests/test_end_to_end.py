@@ -257,14 +257,23 @@ def test_redis_down_reads_from_database_then_events_resume(
     execute(db_url, """INSERT INTO "CashFlowColumn"(column_name) VALUES ('After Redis')""")
     # Served from memory, so only an event (bridge -> Redis -> instance) can have brought it.
     converge(stack, db_url, source="memory")
+    # The seed's key is rewritten at most every VOCABSYNC_SNAPSHOT_INTERVAL, so it may trail
+    # the instances by that much: wait for it rather than read it once.
     client = redis.Redis.from_url(redis_server.url)
-    try:
+
+    def stored() -> dict[str, list[str]] | None:
         raw = client.get("vocabulary")
+        return None if raw is None else Snapshot.from_json(raw).as_lists()
+
+    try:
+        expected = expected_vocabulary(db_url)
+        wait_until(
+            lambda: stored() == expected,
+            timeout=10,
+            message="the snapshot was not written back to the restarted Redis",
+        )
     finally:
         client.close()
-    assert raw is not None, "the snapshot was not written back to the restarted Redis"
-    stored = Snapshot.from_json(raw).as_lists()
-    assert stored == expected_vocabulary(db_url)
     assert_all_alive(stack)
 
 

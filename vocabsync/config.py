@@ -1,19 +1,20 @@
 """Settings, from the environment and an optional ``.env`` file.
 
 Accepts the design document's names (SUPABASE_HOST ... SUPABASE_PASSWORD, REDIS_HOST, REDIS_PORT)
-and the usual DATABASE_URL / REDIS_URL; the URLs win when both are given. Everything specific to
-this tool is prefixed ``VOCABSYNC_``. Constructing settings does no I/O.
+and the usual DATABASE_URL / REDIS_URL; the URLs win when both are given. REDIS_SENTINELS with
+REDIS_SENTINEL_MASTER win over both for the address of Redis (see :attr:`Settings.redis_sentinels`).
+Everything specific to this tool is prefixed ``VOCABSYNC_``. Constructing settings does no I/O.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vocabsync.secrets import mask_url, redact
@@ -63,6 +64,9 @@ def writable_conninfo(conninfo: str) -> str:
     return make_conninfo(conninfo, target_session_attrs="read-write")
 
 
+SentinelAddress = tuple[str, int]
+
+
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
@@ -94,6 +98,22 @@ class Settings(BaseSettings):
     redis_host: str | None = Field(default=None, validation_alias=_env("REDIS_HOST"))
     redis_port: int = Field(default=6379, validation_alias=_env("REDIS_PORT"))
     redis_password: SecretStr | None = Field(default=None, validation_alias=_env("REDIS_PASSWORD"))
+    redis_sentinels: Annotated[tuple[SentinelAddress, ...] | None, NoDecode] = Field(
+        default=None, validation_alias=_env("REDIS_SENTINELS")
+    )
+    """``host:port,host:port,...``: ask these Sentinels for the master instead of using
+    REDIS_URL's address. The password, ACL user, database and TLS options still come from
+    REDIS_URL (or REDIS_PASSWORD without one); only its host and port are not used."""
+    redis_sentinel_master: str | None = Field(
+        default=None, validation_alias=_env("REDIS_SENTINEL_MASTER")
+    )
+    """The name the Sentinels monitor the master under (``sentinel monitor <name> ...``)."""
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, validation_alias=_env("REDIS_SENTINEL_PASSWORD")
+    )
+    """Password of the Sentinels themselves (their ``requirepass``); none by default."""
+    redis_sentinel_tls: bool = Field(default=False, validation_alias=_env("REDIS_SENTINEL_TLS"))
+    """TLS to the Sentinels and the master (a ``rediss://`` REDIS_URL turns it on too)."""
 
     # --- Names ------------------------------------------------------------------------------
     key_prefix: str = Field(default="", validation_alias=_env("VOCABSYNC_KEY_PREFIX"))
@@ -184,6 +204,40 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _parse_sentinels(cls, value: Any) -> Any:
+        """``"h1:26379,h2:26379"`` (IPv6 in brackets: ``[::1]:26379``); blank means unset."""
+        if value is None or not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None
+        return tuple(_sentinel_address(item) for item in value.split(","))
+
+    @field_validator("redis_sentinel_master", mode="before")
+    @classmethod
+    def _blank_master_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    @model_validator(mode="after")
+    def _sentinels_need_a_master(self) -> Self:
+        """Both REDIS_SENTINELS and REDIS_SENTINEL_MASTER, or neither: one alone is a mistake
+        that would otherwise silently fall back to REDIS_URL."""
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
+            given, missing = (
+                ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER")
+                if self.redis_sentinels
+                else ("REDIS_SENTINEL_MASTER", "REDIS_SENTINELS")
+            )
+            raise ValueError(
+                f"{given} is set but {missing} is not: set both (the Sentinels' host:port list "
+                "and the master's name from their `sentinel monitor <name> ...` line), or neither "
+                "to use REDIS_URL"
+            )
+        return self
+
     @field_validator("pg_channel")
     @classmethod
     def _check_channel(cls, value: str) -> str:
@@ -200,7 +254,18 @@ class Settings(BaseSettings):
 
     @property
     def redis_configured(self) -> bool:
-        return self.redis_url is not None or self.redis_host is not None
+        return self.uses_sentinel or self.redis_url is not None or self.redis_host is not None
+
+    @property
+    def uses_sentinel(self) -> bool:
+        """True when the master is found through Redis Sentinel (REDIS_SENTINELS is set)."""
+        return bool(self.redis_sentinels) and self.redis_sentinel_master is not None
+
+    @property
+    def redis_tls(self) -> bool:
+        """TLS to Redis: a ``rediss://`` URL, or REDIS_SENTINEL_TLS with Sentinels."""
+        tls = self.redis_connection_url.startswith("rediss://")
+        return tls or (self.uses_sentinel and self.redis_sentinel_tls)
 
     @property
     def postgres_conninfo(self) -> str:
@@ -251,6 +316,7 @@ class Settings(BaseSettings):
         for secret in (
             self.supabase_password,
             self.redis_password,
+            self.redis_sentinel_password,
             self.refresh_token,
             self.read_token,
         ):
@@ -262,6 +328,9 @@ class Settings(BaseSettings):
             password = None
         if isinstance(password, str):
             found.append(password)
+        redis_password = urlsplit(self.redis_connection_url).password
+        if redis_password:  # as written in the URL, and as sent (percent-decoded)
+            found += [redis_password, unquote(redis_password)]
         return tuple(found)
 
     def redact(self, text: str) -> str:
@@ -274,6 +343,14 @@ class Settings(BaseSettings):
 
     @property
     def redis_display(self) -> str:
+        """Where Redis is, for logs and errors: the URL, or the Sentinels and the master's name;
+        never a password."""
+        if self.uses_sentinel and self.redis_sentinels:
+            hosts = ",".join(_format_address(address) for address in self.redis_sentinels)
+            db = urlsplit(self.redis_connection_url).path.strip("/") or "0"
+            tls = ", TLS" if self.redis_tls else ""
+            master = self.redact(str(self.redis_sentinel_master))
+            return f"sentinel://{hosts} master {master!r} (db {db}{tls})"
         return mask_url(self.redact(self.redis_connection_url))
 
     @property
@@ -285,6 +362,25 @@ class Settings(BaseSettings):
     def redis_channel(self) -> str:
         """The design document's channel ``vocabulary_updated``, behind the optional prefix."""
         return f"{self.key_prefix}vocabulary_updated"
+
+
+def _sentinel_address(item: str) -> SentinelAddress:
+    """``host:port`` → (host, port), with a message that says what is wrong."""
+    text = item.strip()
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # [::1]:26379
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(
+            f"REDIS_SENTINELS must be a comma-separated list of host:port pairs, e.g. "
+            f"'sentinel-1:26379,sentinel-2:26379,sentinel-3:26379'; {text!r} is not host:port"
+        )
+    return host, int(port_text)
+
+
+def _format_address(address: SentinelAddress) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def get_settings(**overrides: Any) -> Settings:

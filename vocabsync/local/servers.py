@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Self, TypeVar, get_args
@@ -896,9 +896,12 @@ class LocalRedis(_LocalServer):
         port: int | None = None,
         password: str | None = None,
         base_dir: Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         super().__init__(flavor=flavor, port=port, base_dir=base_dir)
         self._password = password
+        self._extra_args = list(extra_args)
+        """More ``--option value`` arguments (e.g. ``--replicaof``), after the defaults."""
 
     @property
     def binary(self) -> Path:
@@ -937,7 +940,7 @@ class LocalRedis(_LocalServer):
         ]
         if self._password:
             cmd += ["--requirepass", self._password]
-        return cmd
+        return cmd + self._extra_args
 
     def _ready(self, pid: int, port: int) -> bool:
         # No client-side retries: redis-py's default retry/backoff makes one failed ping take

@@ -20,6 +20,7 @@ from vocabsync.config import Settings
 from vocabsync.services.redis_client import redis_client
 from vocabsync.services.vocabulary_log import LogEntry, VocabularyLog, position_key
 from vocabsync.services.vocabulary_state import VocabularyState
+from vocabsync.vocabulary import SnapshotFormatError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,16 @@ class LogFollower:
             async with asyncio.timeout(self.settings.network_timeout):
                 await client.ping()
             await self.on_connected(log)
-            self.running = True
+            self.running = True  # at once: the connect callback has just woken start()
+            # Follow only from a position this log has. The refresh run on connecting may have
+            # been served from the database (a fallback read coalesced with it: position ''),
+            # or failed; and after a Sentinel failover the new master may lack the entries
+            # applied last. XREAD from such a position would skip what was written meanwhile or
+            # wait for ids the new master never writes; catching up here (one HGETALL when all
+            # is well) takes the log's state first. (A corrupt state was met by that refresh,
+            # which rewrites it from the database.)
+            with contextlib.suppress(SnapshotFormatError):
+                await catch_up(log, self.state)
             healthy()
             await self._follow(log)
         finally:

@@ -5,6 +5,8 @@ there is one way to change the shared state (invariant 7). The writer keeps its 
 log's state and position; a write is computed against that view and the log refuses it when the
 head has moved, so the writer catches up (following the log, or reading the full state when it
 cannot) and computes again. Nothing stale is written: the log also refuses an older version.
+A log that went back (Redis lost writes in a failover or a restart) is never patched with a
+partial delta: the writer raises :class:`LogRewoundError` and the caller reads the database whole.
 """
 
 from __future__ import annotations
@@ -57,6 +59,13 @@ class StaleReadError(RedisUnavailableError):
     """The log already holds a newer version than this read: read the database again."""
 
 
+class LogRewoundError(RedisUnavailableError):
+    """Redis lost entries this writer had written or read (a Sentinel failover to a replica
+    that lagged, a restart without persistence, a restore): the changes they carried are in no
+    log any more, and a delta of the few terms just touched would not bring them back. The
+    caller reads the database whole (the bridge: its session ends, the next one resyncs)."""
+
+
 class LogWriter:
     """Writes deltas computed from database reads; keeps the state it believes the log holds."""
 
@@ -70,12 +79,19 @@ class LogWriter:
         self.repairs = 0
         self.corrupt = False
 
-    async def catch_up(self) -> None:
+    async def catch_up(self) -> bool:
         """Bring the writer's view to the log's head: follow new entries, or read it whole.
+
+        Returns True when the log went back: it no longer holds what this writer knew (its
+        state vanished, or is older than the writer's in the same database history). Writers
+        never move the head back (the scripts refuse an older version), so only a loss in
+        Redis does that; a connection can survive it unnoticed (redis-py reconnects an idle
+        pooled connection silently, to a restarted Redis or, with Sentinel, to the new master).
 
         A state in Redis that is not ours (corrupted, wrong types) counts as no state: the
         next full write replaces it whatever its head says.
         """
+        known = self.state
         try:
             await self._catch_up()
         except SnapshotFormatError as exc:
@@ -86,6 +102,10 @@ class LogWriter:
                 exc,
                 extra={"action": "redis_value_corrupted"},
             )
+        if not known.is_complete:
+            return False
+        same_history = self.state.identity == known.identity
+        return not self.position or (same_history and self.state.version < known.version)
 
     async def _catch_up(self) -> None:
         head = await self.log.head()
@@ -151,7 +171,13 @@ class LogWriter:
             )
             if self._accept(result, delta, version, seen.identity):
                 return delta
-            await self.catch_up()
+            known_version = self.state.version
+            if await self.catch_up():
+                raise LogRewoundError(
+                    f"the vocabulary log in Redis went back (version {known_version} -> "
+                    f"{self.state.version or 'none'}): Redis lost writes (a failover to a replica "
+                    "that lagged, or a restart); resyncing from the database"
+                )
         raise RedisUnavailableError(f"gave up appending: {MAX_ATTEMPTS} concurrent writes in a row")
 
     async def write_full(self, loaded: Snapshot, *, message: str = "*") -> Delta | None:
