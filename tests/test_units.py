@@ -312,3 +312,12 @@ def test_an_empty_token_means_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
     s = settings()
     assert s.refresh_token is None
     assert s.read_token is None
+
+
+@given(snapshots)
+async def test_the_json_encoded_in_steps_is_the_same_bytes(snapshot: Snapshot) -> None:
+    stepped = await Snapshot(
+        dict(snapshot.terms), snapshot.version, snapshot.identity, snapshot.refreshed_at
+    ).to_json_in_steps()
+    assert stepped == snapshot.to_json()
+    assert Snapshot.from_json(stepped) == snapshot

@@ -60,10 +60,10 @@ class SnapshotStore:
             return StoredRead(None, f"corrupted: {exc}")
 
     async def write(self, snapshot: Snapshot) -> None:
+        """Encode (a slice at a time: the bridge keeps serving meanwhile) and store the key."""
+        payload = await snapshot.to_json_in_steps()
         try:
-            await self.client.set(
-                self.key, snapshot.to_json(), ex=self.settings.vocabulary_ttl_seconds
-            )
+            await self.client.set(self.key, payload, ex=self.settings.vocabulary_ttl_seconds)
         except (RedisError, OSError) as exc:
             raise self._unavailable("write", exc) from None
 
