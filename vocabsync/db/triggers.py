@@ -118,7 +118,7 @@ CURRENT_REVISION: Final = 3
 TriggerMode = Literal["precise", "statement", "delta"]
 """How the triggers fire (``Settings.trigger_mode``); see the module's docstring."""
 TRIGGER_MODES: Final[tuple[TriggerMode, ...]] = get_args(TriggerMode)
-DEFAULT_TRIGGER_MODE: Final[TriggerMode] = "precise"
+DEFAULT_TRIGGER_MODE: Final[TriggerMode] = "delta"
 
 
 @dataclass(frozen=True, slots=True)
