@@ -75,7 +75,7 @@ async def test_failed_notifies_are_counted_per_table_and_writes_commit(
         assert names == [("changed",), ("changed",)]
         assert expenses == [("fuel",)]
         # One statement trigger for the INSERTs; the UPDATE fires once per statement or once
-        # per changed row (precise mode's row trigger, two rows).
+        # per changed row (precise and delta modes' row trigger, two rows).
         counts = failure_counts(conn)
         assert counts.keys() == {"Project", "Expenses"}
         assert counts["Project"][0] == (2 if mode == "statement" else 3)
@@ -145,7 +145,7 @@ async def test_writer_without_privileges_is_not_counted_until_granted(pg_url: st
 
 
 async def test_first_release_database_gets_the_failure_log(pg_url: str) -> None:
-    """A database that ran the first two trigger files (precise mode) has the revision-1
+    """A database that ran the first two trigger files (so, precise mode) has the revision-1
     function and no failure log: check says so, and the third file (what `supabase db push`
     applies next) fixes both, as `vocabsync migrate` would; the fourth installs the default,
     delta mode."""
