@@ -69,7 +69,8 @@ def template_db(pg_server: LocalPostgres) -> str:
 
 @pytest.fixture
 def db_url(pg_server: LocalPostgres, template_db: str) -> Iterator[str]:
-    """A migrated database (five tables, function, triggers), dropped after the test."""
+    """A migrated database (five tables; the default mode's triggers: delta, with its lookup
+    indexes), dropped after the test."""
     name = f"test_{uuid.uuid4().hex}"
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         conn.execute(

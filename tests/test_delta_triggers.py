@@ -346,7 +346,8 @@ def test_a_failure_commits_the_write_and_asks_for_a_reload(
 async def test_check_and_migrate_know_delta_mode(delta_url: str) -> None:
     settings = make_settings(delta_url, trigger_mode="delta")
     assert (await check(settings)).ok
-    precise = await check(make_settings(delta_url))
+    assert (await check(make_settings(delta_url))).ok  # the default mode
+    precise = await check(make_settings(delta_url, trigger_mode="precise"))
     assert precise.installed_mode == "delta"
     assert not precise.ok
 

@@ -257,19 +257,19 @@ def test_redis_down_reads_from_database_then_events_resume(
     execute(db_url, """INSERT INTO "CashFlowColumn"(column_name) VALUES ('After Redis')""")
     # Served from memory, so only an event (bridge -> Redis -> instance) can have brought it.
     converge(stack, db_url, source="memory")
-    # The seed's key is rewritten at most every VOCABSYNC_SNAPSHOT_INTERVAL, so it may trail
-    # the instances by that much: wait for it rather than read it once.
-    client = redis.Redis.from_url(redis_server.url)
-
-    def stored() -> dict[str, list[str]] | None:
-        raw = client.get("vocabulary")
-        return None if raw is None else Snapshot.from_json(raw).as_lists()
-
+    # The bridge rewrites the seed's key at most every VOCABSYNC_SNAPSHOT_INTERVAL (0.2 s here),
+    # after it wrote the log, which the instances may already follow: wait for it.
+    expected = expected_vocabulary(db_url)
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=5.0)
     try:
-        expected = expected_vocabulary(db_url)
+
+        def stored() -> dict[str, list[str]] | None:
+            raw = client.get("vocabulary")
+            return None if raw is None else Snapshot.from_json(raw).as_lists()
+
         wait_until(
             lambda: stored() == expected,
-            timeout=10,
+            timeout=CONVERGENCE_BOUND_S,
             message="the snapshot was not written back to the restarted Redis",
         )
     finally:
@@ -406,7 +406,7 @@ def test_sigterm_stops_bridge_and_api_promptly_and_cleanly(stack: E2EStack, db_u
 
 HELP_MENTIONS = {
     (): ["migrate", "bridge", "serve", "demo", "vocabulary"],
-    ("migrate",): ["trigger", "--check"],
+    ("migrate",): ["trigger", "--check", "--mode", "default delta", "CREATE INDEX CONCURRENTLY"],
     ("bridge",): ["LISTEN", "Redis", "PUBLISH"],
     ("serve",): ["--port", "--host", "API"],
     ("demo",): ["--once", "instances"],
@@ -419,7 +419,8 @@ def test_cli_help_migrate_check_and_bridge_module(
     for command, words in HELP_MENTIONS.items():
         result = run_cli(*command, "--help")
         assert result.returncode == 0, (command, result.stderr)
-        missing = [w for w in words if w not in result.stdout]
+        text = " ".join(result.stdout.split())  # argparse wraps lines
+        missing = [w for w in words if w not in text]
         assert not missing, f"`vocabsync {' '.join(command)} --help` lacks {missing}"
 
     env = {
@@ -431,16 +432,18 @@ def test_cli_help_migrate_check_and_bridge_module(
     }
     before = run_cli("migrate", "--check", env=env)
     assert before.returncode == 1, before
-    assert "notify_vocabulary_change" in before.stderr, before.stderr
+    assert "installed: neither mode completely; configured: delta" in before.stderr  # default
+    assert "vocabsync_notify_delta" in before.stderr, before.stderr
     for table in TABLES:
         assert table in before.stderr, f"{table} not named:\n{before.stderr}"
     assert "vocabsync migrate" in before.stderr
 
     applied = run_cli("migrate", env=env)
     assert applied.returncode == 0, applied
+    assert "built index Project_project_name_vocabsync" in applied.stdout
     after = run_cli("migrate", "--check", env=env)
     assert after.returncode == 0, after
-    assert "ok" in after.stdout
+    assert "ok: trigger function and all delta-mode triggers are installed" in after.stdout
 
     execute(pg_url, 'DROP TRIGGER vocabulary_change_trigger ON "CashFlow"')
     dropped = run_cli("migrate", "--check", env=env)

@@ -1,10 +1,12 @@
 """Migrations and NOTIFY triggers, against a fresh private PostgreSQL database per test (pg_url).
 
-The trigger modes whose payload is the table's name: precise (the default: UPDATEs notify only
-when a vocabulary column's text changed) and statement (the design document's: every statement
+Mostly the trigger modes whose payload is the table's name: precise (UPDATEs notify only when a
+vocabulary column's text changed) and statement (the design document's: every statement
 notifies). Tests that depend on the mode say which, by parametrizing the ``trigger_mode``
-fixture. Delta mode's payloads (the touched values) are tested in tests/test_delta_triggers.py;
-here it appears where all modes behave alike (installing, checking, switching, failing).
+fixture or passing ``trigger_mode`` to the settings. Delta mode, the default, notifies when
+precise mode does, with the touched values as the payload; its payloads are tested in
+tests/test_delta_triggers.py. Here it appears as the default (what a plain `migrate` installs)
+and where all modes behave alike (installing, checking, switching, failing).
 
 Notifications are counted exactly without sleeping: after the write commits, the writer sends a
 sentinel NOTIFY of its own; PostgreSQL delivers notifications in commit order, so everything the
@@ -254,16 +256,20 @@ async def assert_mode_installed(
 
 
 async def catalog_state(url: str) -> list[tuple[Any, ...]]:
-    """Row versions of the function, the triggers and the ledger: any rewrite changes them."""
+    """Row versions of both trigger functions, the triggers, delta mode's lookup indexes and the
+    ledger: any rewrite or rebuild changes them."""
     return await fetch_all(
         url,
-        "SELECT 'proc', oid::text, xmin::text FROM pg_proc WHERE oid = to_regprocedure(%s)"
+        "SELECT 'proc', oid::text, xmin::text FROM pg_proc"
+        "   WHERE oid IN (to_regprocedure(%s), to_regprocedure(%s))"
         " UNION ALL SELECT 'trigger', oid::text, xmin::text FROM pg_trigger"
         "   WHERE tgname = ANY(%s)"
+        " UNION ALL SELECT 'index', relname::text, oid::text || ':' || xmin::text FROM pg_class"
+        "   WHERE relname = ANY(%s)"
         " UNION ALL SELECT 'ledger', name, xmin::text || applied_at::text"
         "   FROM public.vocabsync_migrations"
         " ORDER BY 1, 2",
-        (FUNCTION_SIGNATURE, list(TRIGGER_NAMES)),
+        (FUNCTION_SIGNATURE, DELTA_FUNCTION_SIGNATURE, list(TRIGGER_NAMES), INDEX_NAMES),
     )
 
 
@@ -272,8 +278,9 @@ async def catalog_state(url: str) -> list[tuple[Any, ...]]:
 
 @pytest.fixture
 def trigger_mode() -> TriggerMode:
-    """The mode ``migrated_url`` installs; tests override it with ``parametrize``."""
-    return DEFAULT_TRIGGER_MODE
+    """The mode ``migrated_url`` installs; tests override it with ``parametrize``. Precise mode:
+    the tests below are about its triggers (delta mode's are in tests/test_delta_triggers.py)."""
+    return "precise"
 
 
 @pytest.fixture
@@ -371,7 +378,7 @@ def test_settings_know_exactly_the_trigger_modes() -> None:
     annotation = Settings.model_fields["trigger_mode"].annotation
     assert get_args(annotation) == TRIGGER_MODES == ("precise", "statement", "delta")
     assert make_settings("postgresql://x@127.0.0.1/db").trigger_mode == DEFAULT_TRIGGER_MODE
-    assert DEFAULT_TRIGGER_MODE == "precise"
+    assert DEFAULT_TRIGGER_MODE == "delta"
 
 
 def test_precise_specs_follow_the_mapping() -> None:
@@ -420,12 +427,22 @@ def test_quote_ident_doubles_double_quotes_and_refuses_what_postgres_would_mangl
 
 def test_render_quotes_tables_and_channel() -> None:
     sources = SourceMap({**DEFAULTS.sources, "projects": FieldSource('Odd "T"', 'na"me')})
-    rendered = render_trigger_sql(sources, "it's $function$ here")
-    assert 'ON "Odd ""T"""\n' in rendered
-    assert "pg_notify('it''s $function$ here', TG_TABLE_NAME)" in rendered
-    assert "AS $function1$\n" in rendered  # a dollar tag the body does not contain
-    assert 'WHEN ((ROW(OLD."na""me"))::text\n' in rendered
-    assert 'IS DISTINCT FROM (ROW(NEW."na""me"))::text)\n' in rendered
+    channel = "it's $function$ here"
+    for mode in ("precise", DEFAULT_TRIGGER_MODE):
+        rendered = render_trigger_sql(sources, channel, mode=mode)
+        assert 'ON "Odd ""T"""\n' in rendered
+        assert "AS $function1$\n" in rendered  # a dollar tag the body does not contain
+        assert 'WHEN ((ROW(OLD."na""me"))::text\n' in rendered
+        assert 'IS DISTINCT FROM (ROW(NEW."na""me"))::text)\n' in rendered
+    precise = render_trigger_sql(sources, channel, mode="precise")
+    assert "pg_notify('it''s $function$ here', TG_TABLE_NAME)" in precise
+    delta = render_trigger_sql(sources, channel)  # the default
+    assert "pg_notify('it''s $function$ here', payload)" in delta
+    assert "pg_notify('it''s $function$ here', TG_ARGV[0])" in delta  # the failure path
+    assert "public.vocabsync_notify_delta('Odd \"T\"');\n" in delta  # the table, as a literal
+    assert "WHEN 'Odd \"T\"' THEN\n" in delta
+    assert """head := E'{"t":"Odd \\\\"T\\\\""';""" in delta  # JSON in an E'' literal
+    assert 'r."na""me"::text' in delta
     for mode, per_table in (("statement", 1), ("precise", 2), ("delta", 4)):
         statements = render_trigger_sql(sources, CHANNEL, mode=mode)
         # "Odd ""T""" and the five defaults
@@ -455,6 +472,8 @@ async def test_missing_migrations_directory_is_a_clear_error(
 
 
 async def test_migrate_creates_tables_function_and_triggers(pg_url: str) -> None:
+    """A plain `migrate` on an empty database: the tables, and the default mode (delta) with
+    its lookup indexes, built with CREATE INDEX CONCURRENTLY and checked."""
     settings = make_settings(pg_url)
     report = await migrate(settings)
     assert BASE in report.applied
@@ -465,7 +484,10 @@ async def test_migrate_creates_tables_function_and_triggers(pg_url: str) -> None
     assert not report.repaired
     assert report.check.ok
     assert report.check.problems == []
-    assert report.check.mode == report.check.installed_mode == "precise"
+    assert report.check.index_problems == []
+    assert report.check.mode == report.check.installed_mode == DEFAULT_TRIGGER_MODE == "delta"
+    assert report.indexes_built == INDEX_NAMES
+    assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
 
     rows = await fetch_all(
         pg_url,
@@ -473,12 +495,12 @@ async def test_migrate_creates_tables_function_and_triggers(pg_url: str) -> None
         (list(TABLES),),
     )
     assert rows == [(True,)] * 5
-    await assert_mode_installed(pg_url, "precise")
+    await assert_mode_installed(pg_url, "delta")
     result = await check(settings)
     assert result.ok
     assert result.problems == []
     assert result.missing_tables == []
-    assert result.installed_mode == "precise"
+    assert result.installed_mode == "delta"
 
 
 async def test_second_migrate_applies_nothing_and_changes_nothing(pg_url: str) -> None:
@@ -504,7 +526,9 @@ async def test_concurrent_migrations_apply_each_migration_once(pg_url: str) -> N
     assert [row[0] for row in rows] == all_migrations()
     assert first.check.ok
     assert second.check.ok
-    await assert_mode_installed(pg_url, "precise")
+    await assert_mode_installed(pg_url, "delta")
+    assert sorted(first.indexes_built + second.indexes_built) == sorted(INDEX_NAMES)
+    assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
 
 
 async def test_migrations_directory_from_environment(
@@ -516,28 +540,40 @@ async def test_migrations_directory_from_environment(
     report = await migrate(make_settings(pg_url))
     assert report.applied == [BASE, TRIGGERS]
     assert report.check.ok  # the first trigger migration, rendered in the configured mode
-    await assert_mode_installed(pg_url, "precise")
+    await assert_mode_installed(pg_url, "delta")
 
 
-async def test_first_release_deployment_upgrades_to_precise_mode(
-    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("mode", [None, "precise"], ids=["default", "precise"])
+async def test_first_release_deployment_upgrades(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: TriggerMode | None
 ) -> None:
     """A database migrated by the first release (statement triggers, two migrations recorded)
-    gets precise mode from the new migration, whether through `vocabsync migrate` or by running
-    the committed files (what `supabase db push` does)."""
+    gets the configured mode from the new migrations through `vocabsync migrate`: delta mode
+    and its lookup indexes by default (the upgrade a user gets), or precise mode when
+    configured. (Running the committed files instead, as `supabase db push` does:
+    test_committed_files_in_order_install_delta_mode.)"""
     for name in (BASE, TRIGGERS):
         shutil.copy(REPO / "vocabsync" / "supabase" / "migrations" / name, tmp_path / name)
     monkeypatch.setenv(MIGRATIONS_DIR_ENV, str(tmp_path))
     first = await migrate(make_settings(pg_url, trigger_mode="statement"))
     assert first.applied == [BASE, TRIGGERS]
     await assert_mode_installed(pg_url, "statement")
+    assert await index_state(pg_url) == {}
 
     monkeypatch.delenv(MIGRATIONS_DIR_ENV)
-    report = await migrate(make_settings(pg_url))
+    settings = make_settings(pg_url) if mode is None else make_settings(pg_url, trigger_mode=mode)
+    expected = mode or "delta"
+    report = await migrate(settings)
     assert report.applied == [PRECISE_TRIGGERS, FAILURE_LOG, DELTA_TRIGGERS]
     assert not report.repaired
-    assert (report.check.ok, report.check.installed_mode) == (True, "precise")
-    await assert_mode_installed(pg_url, "precise")
+    assert (report.check.ok, report.check.installed_mode) == (True, expected)
+    await assert_mode_installed(pg_url, expected)
+    if expected == "delta":
+        assert report.indexes_built == INDEX_NAMES
+        assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
+    else:
+        assert (report.indexes_built, await index_state(pg_url)) == ([], {})
+    assert (await check(settings)).ok
 
 
 async def test_committed_files_in_order_install_delta_mode(pg_url: str) -> None:
@@ -768,7 +804,8 @@ def replace_trigger(name: str, shape: str) -> str:
 async def test_altered_trigger_is_reported_and_repaired(
     pg_url: str, statements: list[str], expected: list[str]
 ) -> None:
-    settings = make_settings(pg_url)
+    """Precise mode's triggers, altered by hand (delta mode's: the test below)."""
+    settings = make_settings(pg_url, trigger_mode="precise")
     await migrate(settings)
     await execute(pg_url, *statements)
 
@@ -782,18 +819,187 @@ async def test_altered_trigger_is_reported_and_repaired(
     assert (await check(settings)).ok
 
 
-async def test_function_for_another_channel_is_reported_and_repaired(pg_url: str) -> None:
-    await migrate(make_settings(pg_url))
-    other = make_settings(pg_url, pg_channel="vocab_other")
+CASHFLOW_INSERT_TRIGGER = 'trigger vocabulary_insert_trigger on "CashFlow"'
+CASHFLOW_DELETE_TRIGGER = 'trigger vocabulary_delete_trigger on "CashFlow"'
+DELTA_CALL = "public.vocabsync_notify_delta('CashFlow')"
+
+
+def replace_delta_trigger(name: str, shape: str, call: str = DELTA_CALL) -> str:
+    """Like :func:`replace_trigger`, calling delta mode's function (with ``call``)."""
+    return (
+        f"CREATE OR REPLACE TRIGGER {name} {shape.format(t=quote_ident('CashFlow'))}"
+        f" EXECUTE FUNCTION {call}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("statements", "expected"),
+    [
+        pytest.param(
+            [replace_delta_trigger(INSERT_TRIGGER_NAME, "AFTER INSERT ON {t} FOR EACH STATEMENT")],
+            [
+                f"{CASHFLOW_INSERT_TRIGGER} does not have the transition table "
+                "REFERENCING NEW TABLE AS vocabsync_new"
+            ],
+            id="insert-without-transition-table",
+        ),
+        pytest.param(
+            [
+                replace_delta_trigger(
+                    INSERT_TRIGGER_NAME,
+                    "AFTER INSERT ON {t} REFERENCING NEW TABLE AS other_new FOR EACH STATEMENT",
+                )
+            ],
+            [
+                f"{CASHFLOW_INSERT_TRIGGER} does not have the transition table "
+                "REFERENCING NEW TABLE AS vocabsync_new"
+            ],
+            id="insert-other-transition-table",
+        ),
+        pytest.param(
+            [
+                replace_delta_trigger(
+                    INSERT_TRIGGER_NAME,
+                    "AFTER INSERT ON {t} REFERENCING NEW TABLE AS vocabsync_new FOR EACH ROW",
+                )
+            ],
+            [f"{CASHFLOW_INSERT_TRIGGER} is FOR EACH ROW instead of FOR EACH STATEMENT"],
+            id="insert-row-level",
+        ),
+        pytest.param(
+            [
+                replace_delta_trigger(
+                    DELETE_TRIGGER_NAME,
+                    "AFTER DELETE ON {t} REFERENCING OLD TABLE AS vocabsync_old FOR EACH STATEMENT",
+                    call="public.vocabsync_notify_delta('Expenses')",
+                )
+            ],
+            [
+                f"{CASHFLOW_DELETE_TRIGGER} passes other arguments to "
+                f"{DELTA_FUNCTION_SIGNATURE} than 'CashFlow'"
+            ],
+            id="delete-names-another-table",
+        ),
+        pytest.param(
+            [
+                replace_delta_trigger(
+                    TRIGGER_NAME, "AFTER INSERT OR TRUNCATE ON {t} FOR EACH STATEMENT"
+                )
+            ],
+            [f"{CASHFLOW_TRIGGER} also fires on INSERT"],
+            id="truncate-also-insert",
+        ),
+        pytest.param(
+            [
+                OTHER_FUNCTION,
+                replace_delta_trigger(
+                    TRIGGER_NAME,
+                    "AFTER TRUNCATE ON {t} FOR EACH STATEMENT",
+                    call="public.other_trigger_fn()",
+                ),
+            ],
+            [
+                f"{CASHFLOW_TRIGGER} calls another function (other_trigger_fn()) "
+                f"instead of {DELTA_FUNCTION_SIGNATURE}"
+            ],
+            id="truncate-calls-another-function",
+        ),
+        pytest.param(
+            [replace_delta_trigger(UPDATE_TRIGGER_NAME, "AFTER UPDATE ON {t} FOR EACH STATEMENT")],
+            [
+                f"{CASHFLOW_UPDATE_TRIGGER} is FOR EACH STATEMENT instead of FOR EACH ROW",
+                f"{CASHFLOW_UPDATE_TRIGGER} fires on every UPDATE, not only on UPDATE OF the "
+                "vocabulary columns",
+                f"{CASHFLOW_UPDATE_TRIGGER} has no WHEN condition, so it fires on every UPDATE",
+            ],
+            id="update-statement-level",
+        ),
+        pytest.param(
+            [
+                replace_delta_trigger(
+                    UPDATE_TRIGGER_NAME, "AFTER UPDATE OF file_name ON {t} FOR EACH ROW"
+                )
+            ],
+            [f"{CASHFLOW_UPDATE_TRIGGER} has no WHEN condition, so it fires on every UPDATE"],
+            id="update-without-when",
+        ),
+        pytest.param(
+            ['ALTER TABLE "CashFlow" DISABLE TRIGGER vocabulary_insert_trigger'],
+            [f"{CASHFLOW_INSERT_TRIGGER} is disabled"],
+            id="insert-disabled",
+        ),
+    ],
+)
+async def test_altered_delta_trigger_is_reported_and_repaired(
+    pg_url: str, statements: list[str], expected: list[str]
+) -> None:
+    """Delta mode's triggers (the default), altered by hand: the check names what differs, and
+    after `migrate` the table's writes are described again."""
+    settings = make_settings(pg_url)
+    await migrate(settings)
+    await execute(pg_url, *statements)
+
+    result = await check(settings)
+    assert not result.ok
+    assert result.problems == expected
+
+    report = await migrate(settings)
+    assert report.repaired
+    assert report.check.ok
+    assert (await check(settings)).ok
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        listening = Listener(pg_url)
+        try:
+            for op, value, old in (
+                ("INSERT", "a", None),
+                ("UPDATE", "b", "a"),
+                ("DELETE", "b", None),
+            ):
+                perform(conn, "CashFlow", op, value)
+                assert decoded(listening.drain(conn)) == expected_payloads(
+                    "delta", "CashFlow", "file_name", value, old
+                ), op
+            perform(conn, "CashFlow", "TRUNCATE")
+            assert decoded(listening.drain(conn)) == [
+                {"t": "CashFlow", "r": ["file_name"]},
+                {"t": "CashFlowColumn", "r": ["column_name"]},  # TRUNCATE ... CASCADE
+            ]
+        finally:
+            listening.close()
+
+
+@pytest.mark.parametrize("mode", TRIGGER_MODES)
+async def test_function_for_another_channel_is_reported_and_repaired(
+    pg_url: str, mode: TriggerMode
+) -> None:
+    await migrate(make_settings(pg_url, trigger_mode=mode))
+    other = make_settings(pg_url, pg_channel="vocab_other", trigger_mode=mode)
     result = await check(other)
     assert not result.ok
     assert len(result.problems) == 1
-    assert "differs from the expected definition for channel 'vocab_other'" in result.problems[0]
+    function, expected_for = (
+        (DELTA_FUNCTION_SIGNATURE, "the channel 'vocab_other' and VOCABSYNC_SOURCES")
+        if mode == "delta"
+        else (FUNCTION_SIGNATURE, "channel 'vocab_other'")
+    )
+    assert result.problems[0].startswith(
+        f"function {function} differs from the expected definition for {expected_for} ("
+    )
 
     report = await migrate(other)
     assert report.repaired
     assert report.check.ok
-    assert not (await check(make_settings(pg_url))).ok  # now the default channel is the odd one
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        listening = Listener(pg_url, "vocab_other")
+        try:
+            perform(conn, "Project", "INSERT", "heard")
+            assert decoded(listening.drain(conn)) == expected_payloads(
+                mode, "Project", "project_name", "heard"
+            )
+        finally:
+            listening.close()
+    # now the default channel is the odd one
+    assert not (await check(make_settings(pg_url, trigger_mode=mode))).ok
 
 
 @pytest.mark.parametrize("mode", TRIGGER_MODES)
@@ -824,7 +1030,7 @@ async def test_rollback_removes_everything_and_migrate_reinstalls(
 
 
 async def test_check_says_which_mode_is_installed_and_migrate_switches(pg_url: str) -> None:
-    precise = make_settings(pg_url)
+    precise = make_settings(pg_url, trigger_mode="precise")
     statement = make_settings(pg_url, trigger_mode="statement")
     await migrate(precise)
     result = await check(statement)
@@ -890,11 +1096,17 @@ async def test_left_over_update_trigger_is_reported_and_dropped(pg_url: str) -> 
     await assert_mode_installed(pg_url, "statement")
 
 
-async def test_column_added_to_the_mapping_is_covered_after_migrate(pg_url: str) -> None:
+@pytest.mark.parametrize("mode", ["precise", "delta"])
+async def test_column_added_to_the_mapping_is_covered_after_migrate(
+    pg_url: str, mode: TriggerMode
+) -> None:
     """Project's locations first come from elsewhere, then from "Project".location: until
-    `migrate` runs, the check says the UPDATE trigger compares too few columns."""
-    before = make_settings(pg_url, sources={"project_locations": "Expenses.file_name"})
-    after = make_settings(pg_url)
+    `migrate` runs, the check says the UPDATE trigger compares too few columns (and, in delta
+    mode, that the function reads other columns)."""
+    before = make_settings(
+        pg_url, sources={"project_locations": "Expenses.file_name"}, trigger_mode=mode
+    )
+    after = make_settings(pg_url, trigger_mode=mode)
     await migrate(after)  # the default tables (a custom mapping does not create them)
     assert (await migrate(before)).repaired
     with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -907,7 +1119,17 @@ async def test_column_added_to_the_mapping_is_covered_after_migrate(pg_url: str)
 
             result = await check(after)
             assert not result.ok
+            function_problems = (
+                [
+                    f"function {DELTA_FUNCTION_SIGNATURE} differs from the expected definition "
+                    "for the channel 'vocabulary_changed' and VOCABSYNC_SOURCES (edited by hand, "
+                    "or the channel or the mapping changed since it was installed)"
+                ]
+                if mode == "delta"
+                else []
+            )
             assert result.problems == [
+                *function_problems,
                 'trigger vocabulary_update_trigger on "Project" fires on UPDATE OF other '
                 "columns (project_name) than the vocabulary columns (project_name, location)",
                 'trigger vocabulary_update_trigger on "Project" does not compare exactly the '
@@ -919,9 +1141,13 @@ async def test_column_added_to_the_mapping_is_covered_after_migrate(pg_url: str)
             assert report.check.ok
 
             conn.execute("UPDATE \"Project\" SET location = 'Z'")
-            assert listening.drain(conn) == ["Project"]
+            assert decoded(listening.drain(conn)) == expected_payloads(
+                mode, "Project", "location", "Z", old="Y"
+            )
             conn.execute("UPDATE \"Project\" SET project_name = 'B'")
-            assert listening.drain(conn) == ["Project"]
+            assert decoded(listening.drain(conn)) == expected_payloads(
+                mode, "Project", "project_name", "B", old="A"
+            )
         finally:
             listening.close()
 
@@ -943,41 +1169,59 @@ CUSTOM_SOURCES = {
 }
 
 
-async def test_custom_mapping_gets_its_triggers_and_no_default_tables(pg_url: str) -> None:
+@pytest.mark.parametrize("mode", [None, "precise"], ids=["default", "precise"])
+async def test_custom_mapping_gets_its_triggers_and_no_default_tables(
+    pg_url: str, mode: TriggerMode | None
+) -> None:
     await execute(
         pg_url,
         'CREATE TABLE "Proj" (id serial PRIMARY KEY, title text, place text)',
         'CREATE TABLE "Files" (expense text, cashflow text)',
         'CREATE TABLE "Categories" (expense text, cashflow text)',
     )
-    settings = make_settings(pg_url, sources=CUSTOM_SOURCES)
+    overrides = {} if mode is None else {"trigger_mode": mode}
+    settings = make_settings(pg_url, sources=CUSTOM_SOURCES, **overrides)
+    installed: TriggerMode = mode or "delta"
     report = await migrate(settings)
     assert report.skipped == [BASE]
     assert BASE not in report.applied
     assert TRIGGERS in report.applied
     assert report.check.ok
-    await assert_mode_installed(pg_url, "precise", ("Categories", "Files", "Proj"))
+    assert report.check.installed_mode == installed
+    await assert_mode_installed(pg_url, installed, ("Categories", "Files", "Proj"))
     assert await fetch_all(pg_url, "SELECT to_regclass('\"Project\"')::text") == [(None,)]
+    custom_indexes = [index.name for index in lookup_indexes(settings.sources)]
+    assert len(custom_indexes) == 6
+    assert report.indexes_built == (custom_indexes if installed == "delta" else [])
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         listening = Listener(pg_url)
         try:
             perform(conn, "Proj", "INSERT", "Hanapin", rows=3, column="title")
-            assert listening.drain(conn) == ["Proj"]
+            assert decoded(listening.drain(conn)) == expected_payloads(
+                installed, "Proj", "title", "Hanapin"
+            )
             perform(conn, "Categories", "INSERT", "Fuel", column="cashflow")
-            assert listening.drain(conn) == ["Categories"]
+            assert decoded(listening.drain(conn)) == expected_payloads(
+                installed, "Categories", "cashflow", "Fuel"
+            )
             perform(conn, "Categories", "UPDATE", "Fuel", column="expense")  # NULL -> Fuel
-            assert listening.drain(conn) == ["Categories"]
+            assert decoded(listening.drain(conn)) == expected_payloads(
+                installed, "Categories", "expense", "Fuel"
+            )
             perform(conn, "Categories", "UPDATE", "Fuel", column="expense")  # same value
             assert listening.drain(conn) == []
-            perform(conn, "Proj", "UPDATE", "Somewhere", column="place")
-            assert listening.drain(conn) == ["Proj"]
+            perform(conn, "Proj", "UPDATE", "Somewhere", column="place")  # three rows
+            assert decoded(listening.drain(conn)) == expected_payloads(
+                installed, "Proj", "place", "Somewhere"
+            )
         finally:
             listening.close()
 
     again = await migrate(settings)
     assert again.already_applied == all_migrations()
     assert not again.repaired
+    assert again.indexes_built == []
 
 
 async def test_missing_tables_and_columns_are_configuration_errors(pg_url: str) -> None:
@@ -1204,12 +1448,17 @@ def test_precise_mode_many_renamed_rows_send_one_notification(
     assert sorted(listener.drain(writer)) == ["ExpensesColumn", "Project"]
 
 
-async def test_precise_mode_follows_changes_made_by_before_triggers(
-    migrated_url: str, writer: psycopg.Connection[Any], listener: Listener
+@pytest.mark.parametrize("trigger_mode", ["precise", "delta"])
+async def test_update_trigger_follows_changes_made_by_before_triggers(
+    migrated_url: str,
+    writer: psycopg.Connection[Any],
+    listener: Listener,
+    trigger_mode: TriggerMode,
 ) -> None:
     """A BEFORE trigger can change a vocabulary column that the UPDATE does not name, which an
     ``UPDATE OF <columns>`` trigger never sees: on such a table `migrate` installs the UPDATE
-    trigger without the column list, and `migrate --check` notices a BEFORE trigger added since."""
+    trigger without the column list, and `migrate --check` notices a BEFORE trigger added since.
+    Precise and delta modes share that UPDATE trigger."""
     writer.execute(
         "CREATE FUNCTION public.derive_location() RETURNS trigger LANGUAGE plpgsql AS $$"
         " BEGIN NEW.location := 'Zone ' || NEW.budget; RETURN NEW; END $$"
@@ -1223,7 +1472,7 @@ async def test_precise_mode_follows_changes_made_by_before_triggers(
     writer.execute('UPDATE "Project" SET budget = 2')
     assert listener.drain(writer) == []  # missed: the change the issue is about
 
-    settings = make_settings(migrated_url)
+    settings = make_settings(migrated_url, trigger_mode=trigger_mode)
     result = await check(settings)
     assert result.before_update_tables == {"Project"}
     assert result.problems == [
@@ -1233,7 +1482,9 @@ async def test_precise_mode_follows_changes_made_by_before_triggers(
     ]
     assert (await migrate(settings)).repaired
     writer.execute('UPDATE "Project" SET budget = 3')
-    assert listener.drain(writer) == ["Project"]
+    assert decoded(listener.drain(writer)) == expected_payloads(
+        trigger_mode, "Project", "location", "Zone 3", old="Zone 2"
+    )
     writer.execute('UPDATE "Project" SET budget = 3')  # same location: nothing to tell
     assert listener.drain(writer) == []
 
@@ -1247,7 +1498,10 @@ async def test_precise_mode_follows_changes_made_by_before_triggers(
     assert (await check(settings)).ok
 
 
-async def test_precise_mode_compares_text_not_the_type_equality(pg_url: str) -> None:
+@pytest.mark.parametrize("mode", ["precise", "delta"])
+async def test_update_trigger_compares_text_not_the_type_equality(
+    pg_url: str, mode: TriggerMode
+) -> None:
     """numeric says 1.0 = 1.00, but the vocabulary holds the text, which changed."""
     await execute(
         pg_url,
@@ -1257,13 +1511,15 @@ async def test_precise_mode_compares_text_not_the_type_equality(pg_url: str) -> 
     )
     sources = {name: "Names.name" for name in CUSTOM_SOURCES}
     sources["expense_categories"] = "Codes.code"
-    settings = make_settings(pg_url, sources=sources)
+    settings = make_settings(pg_url, sources=sources, trigger_mode=mode)
     assert (await migrate(settings)).check.ok
     with psycopg.connect(pg_url, autocommit=True) as conn:
         listening = Listener(pg_url)
         try:
             conn.execute('UPDATE "Codes" SET code = 1.00')
-            assert listening.drain(conn) == ["Codes"]
+            assert decoded(listening.drain(conn)) == expected_payloads(
+                mode, "Codes", "code", "1.00", old="1.0"
+            )
             conn.execute('UPDATE "Codes" SET code = 1.00')
             assert listening.drain(conn) == []
         finally:
@@ -1464,9 +1720,12 @@ async def test_delta_migrate_builds_the_lookup_indexes_once(pg_url: str) -> None
 
     # Precise and statement modes do not need them (and leave them where they are).
     assert (await check(make_settings(pg_url, trigger_mode="delta"))).ok
-    assert (await migrate(make_settings(pg_url))).indexes_built == []
+    precise = make_settings(pg_url, trigger_mode="precise")
+    assert (await migrate(precise)).indexes_built == []
+    assert await index_state(pg_url) == dict.fromkeys(INDEX_NAMES, True)
     await execute(pg_url, *(f'DROP INDEX "{name}"' for name in INDEX_NAMES))
-    assert (await check(make_settings(pg_url))).ok
+    assert (await check(precise)).ok
+    assert (await migrate(make_settings(pg_url))).indexes_built == INDEX_NAMES  # the default
 
 
 async def test_concurrent_delta_migrations_build_each_index_once(pg_url: str) -> None:
@@ -1512,7 +1771,8 @@ async def test_check_names_a_missing_or_invalid_index_and_migrate_rebuilds_it(
 
 async def test_an_index_the_table_has_already_serves(pg_url: str) -> None:
     """A unique constraint on the name (say) serves the lookups: no second index."""
-    await migrate(make_settings(pg_url))
+    await migrate(make_settings(pg_url, trigger_mode="precise"))  # no lookup index yet
+    assert await index_state(pg_url) == {}
     await execute(pg_url, 'CREATE UNIQUE INDEX own_name ON "ExpensesColumn" (column_name)')
     report = await migrate(make_settings(pg_url, trigger_mode="delta"))
     assert "ExpensesColumn_column_name_vocabsync" not in report.indexes_built

@@ -18,6 +18,7 @@ from psycopg import sql
 from tests.test_migrations import (
     BASE,
     COLUMN,
+    DELTA_TRIGGERS,
     LONG_CHANNEL,
     PRECISE_TRIGGERS,
     REPO,
@@ -74,7 +75,7 @@ async def test_failed_notifies_are_counted_per_table_and_writes_commit(
         assert names == [("changed",), ("changed",)]
         assert expenses == [("fuel",)]
         # One statement trigger for the INSERTs; the UPDATE fires once per statement or once
-        # per changed row (precise mode's row trigger, two rows).
+        # per changed row (precise and delta modes' row trigger, two rows).
         counts = failure_counts(conn)
         assert counts.keys() == {"Project", "Expenses"}
         assert counts["Project"][0] == (2 if mode == "statement" else 3)
@@ -144,13 +145,15 @@ async def test_writer_without_privileges_is_not_counted_until_granted(pg_url: st
 
 
 async def test_first_release_database_gets_the_failure_log(pg_url: str) -> None:
-    """A database that ran the first two committed files has the revision-1 function and no
-    failure log: check says so, and the third file (what `supabase db push` applies next) fixes
-    both, as `vocabsync migrate` would."""
+    """A database that ran the first two trigger files (so, precise mode) has the revision-1
+    function and no failure log: check says so, and the third file (what `supabase db push`
+    applies next) fixes both, as `vocabsync migrate` would; the fourth installs the default,
+    delta mode."""
     migrations = [BASE, TRIGGERS, PRECISE_TRIGGERS]
     directory = REPO / "vocabsync" / "supabase" / "migrations"
     await execute(pg_url, *((directory / name).read_text(encoding="utf-8") for name in migrations))
-    result = await check(make_settings(pg_url))
+    precise = make_settings(pg_url, trigger_mode="precise")
+    result = await check(precise)
     assert not result.ok
     assert any("differs from the expected definition" in p for p in result.problems)
     assert any(FAILURE_LOG_TABLE in p for p in result.problems)
@@ -158,11 +161,15 @@ async def test_first_release_database_gets_the_failure_log(pg_url: str) -> None:
 
     third = directory / "20261128000300_vocabulary_trigger_failure_log.sql"
     await execute(pg_url, third.read_text(encoding="utf-8"))
-    result = await check(make_settings(pg_url))
+    result = await check(precise)
     assert result.installed_mode == "precise"
     assert result.problems == [  # what the fourth file adds, in every mode
         "function public.vocabsync_database_identity() is missing"
     ]
+
+    await execute(pg_url, (directory / DELTA_TRIGGERS).read_text(encoding="utf-8"))
+    result = await check(make_settings(pg_url))  # the default mode
+    assert (result.ok, result.installed_mode) == (True, "delta"), result.problems
 
 
 async def test_bridge_exports_the_failure_count(db_url: str, bridge: VocabularySyncBridge) -> None:

@@ -1,9 +1,12 @@
-"""The write path under precise triggers: concurrent writers of every kind, and the CLI's modes.
+"""The write path under delta (the default) and precise triggers: concurrent writers of every
+kind, and the CLI's modes.
 
-Precise mode sends nothing for writes that cannot change the vocabulary, so convergence now rests
-on that judgement being right for every kind of write, including ones racing each other. The
+Both modes send nothing for writes that cannot change the vocabulary, so convergence rests on
+that judgement being right for every kind of write, including ones racing each other; in delta
+mode also on the values each notification lists and on the bridge's lookups of them. The
 property test drives random transactions from several connections at once against a running
-bridge and an API instance's cache, and requires the cache to end equal to the database.
+bridge and an API instance's cache, in each mode, and requires the cache to end equal to the
+database.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from subprocess import CompletedProcess
 
@@ -22,13 +26,20 @@ from psycopg import sql
 from tests.fixtures_app import FAST_ENV, derive, expected_vocabulary, run_cli as run_cli_process
 from tests.waiting import wait_until_async
 from vocabsync.config import Settings
+from vocabsync.db.connection import AsyncConn
+from vocabsync.db.lookup_indexes import lookup_indexes
 from vocabsync.db.migrate import check, migrate
+from vocabsync.db.triggers import DEFAULT_TRIGGER_MODE, TriggerMode
+from vocabsync.services import vocabulary_sync_bridge as bridge_module
+from vocabsync.services.change_probe import ProbeResult
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 from vocabsync.sources import SourceMap
 
 SOURCES = SourceMap.default()
 TABLES = SOURCES.tables
+INDEX_NAMES = [index.name for index in lookup_indexes(SOURCES)]
+"""Delta mode's lookup indexes for the default mapping."""
 OTHER_COLUMN = {
     "Project": "budget",
     "Expenses": "project_id",
@@ -93,8 +104,8 @@ _TABLES = st.sampled_from([*TABLES, "Project", "Project", "Project", "ExpensesCo
 _KINDS = st.sampled_from(
     ["insert"] * 3 + ["rename"] * 4 + ["rename_all", "same", "other", "other", "delete", "truncate"]
 )
-"""Mostly inserts and renames (what precise mode judges); deletes and truncates, which notify as
-before and hide earlier misses, less often."""
+"""Mostly inserts and renames (what precise and delta modes judge, and delta mode describes);
+deletes and truncates, which notify in every mode and hide earlier misses, less often."""
 
 
 @st.composite
@@ -141,12 +152,49 @@ def run_writer(
 
 
 @pytest.fixture
+def whole_reads(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The fields each of the bridge's probes reads whole, for the probes that read any: a spy
+    around the real probe (full resyncs go through the loader and count in its ``loads``)."""
+    real = bridge_module.probe
+    reads: list[set[str]] = []
+
+    async def recording(
+        conn: AsyncConn,
+        settings: Settings,
+        touched: Mapping[str, Collection[str]],
+        reload: Collection[str],
+    ) -> ProbeResult:
+        if reload:
+            reads.append(set(reload))
+        return await real(conn, settings, touched, reload)
+
+    monkeypatch.setattr(bridge_module, "probe", recording)
+    return reads
+
+
+@pytest.fixture
+def trigger_mode() -> TriggerMode:
+    """The mode ``running`` installs; tests override it with ``parametrize``."""
+    return DEFAULT_TRIGGER_MODE
+
+
+@pytest.fixture
+async def mode_installed(settings: Settings, trigger_mode: TriggerMode) -> Settings:
+    """``settings``' database with ``trigger_mode``'s triggers (the template has the default's),
+    installed before the bridge starts."""
+    configured = derive(settings, trigger_mode=trigger_mode)
+    report = await migrate(configured)
+    assert (report.check.ok, report.check.installed_mode) == (True, trigger_mode), report.check
+    return configured
+
+
+@pytest.fixture
 async def running(
-    settings: Settings, bridge: VocabularySyncBridge, cache: RedisVocabularyCache
+    mode_installed: Settings, bridge: VocabularySyncBridge, cache: RedisVocabularyCache
 ) -> RedisVocabularyCache:
-    """A bridge and an API instance's cache over a database with precise triggers."""
-    result = await check(settings)
-    assert (result.ok, result.installed_mode) == (True, "precise"), result.problems
+    """A bridge and an API instance's cache over a database with ``trigger_mode``'s triggers."""
+    result = await check(mode_installed)
+    assert (result.ok, result.installed_mode) == (True, mode_installed.trigger_mode), result
     return cache
 
 
@@ -157,12 +205,13 @@ async def running(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(rounds=ROUNDS)
+@pytest.mark.parametrize("trigger_mode", ["delta", "precise"])
 async def test_concurrent_writes_of_every_kind_converge(
     running: RedisVocabularyCache, db_url: str, rounds: list[list[list[tuple[list[Write], bool]]]]
 ) -> None:
-    """Feature: write path, Property: with precise triggers the cache converges to the database
-    after any concurrent mix of inserts, vocabulary and other updates (same values and NULL
-    transitions included), deletes, truncates and rollbacks.
+    """Feature: write path, Property: with delta (the default) or precise triggers the cache
+    converges to the database after any concurrent mix of inserts, vocabulary and other updates
+    (same values and NULL transitions included), deletes, truncates and rollbacks.
 
     Checked against deliberately broken UPDATE triggers (one vocabulary column left out of the
     WHEN condition; a NULL-unsafe ``<>`` comparison): each run failed."""
@@ -178,19 +227,30 @@ async def test_concurrent_writes_of_every_kind_converge(
 
 
 async def test_rename_reaches_the_instance_and_other_updates_send_nothing(
-    db_url: str, bridge: VocabularySyncBridge, running: RedisVocabularyCache
+    db_url: str,
+    whole_reads: list[set[str]],
+    bridge: VocabularySyncBridge,
+    running: RedisVocabularyCache,
 ) -> None:
-    """The issue's new-user check: after `migrate`, an UPDATE of a non-vocabulary column sends no
-    notification (the bridge hears only the sentinel that follows it), and a rename reaches the
-    instance within the design's latency goal."""
+    """The issue's new-user check: after a plain `migrate` (delta mode), an UPDATE of a
+    non-vocabulary column sends no notification (the bridge hears only the sentinel that follows
+    it), and a rename reaches the instance within the design's latency goal, without the bridge
+    reading a field whole."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("""INSERT INTO "Project" (project_name, budget) VALUES ('Old name', 1)""")
         await wait_until_async(lambda: "Old name" in running.get_vocabulary()["projects"])
-        heard, unknown = bridge.notifications_received, bridge.unknown_tables
+        heard, unknown, probes = (
+            bridge.notifications_received,
+            bridge.unknown_tables,
+            bridge.probes,
+        )
         conn.execute('UPDATE "Project" SET budget = budget + 1, updated_at = now()')
         conn.execute("SELECT pg_notify('vocabulary_changed', 'sentinel')")
         await wait_until_async(lambda: bridge.unknown_tables > unknown, message="sentinel heard")
         assert bridge.notifications_received == heard + 1  # the sentinel alone
+        # An unknown table's notification reads every field: wait until it has been read.
+        await wait_until_async(lambda: bridge.probes > probes, message="sentinel read")
+        read_before, full_reads = len(whole_reads), bridge.loader.loads
 
         started = asyncio.get_running_loop().time()
         conn.execute("""UPDATE "Project" SET project_name = 'New name'""")
@@ -200,6 +260,8 @@ async def test_rename_reaches_the_instance_and_other_updates_send_nothing(
             message="rename served",
         )
     assert asyncio.get_running_loop().time() - started < 2.0
+    assert whole_reads[read_before:] == [], "a rename read a field whole"
+    assert bridge.loader.loads == full_reads, "a rename caused a full resync"
 
 
 def run_cli(url: str, *args: str, mode: str | None = None) -> CompletedProcess[str]:
@@ -211,13 +273,15 @@ def run_cli(url: str, *args: str, mode: str | None = None) -> CompletedProcess[s
 
 
 def test_cli_migrate_mode_and_check(db_url: str) -> None:
+    """`migrate --check` names the installed and configured modes; `migrate` switches between
+    the default (delta) and statement mode, and repairs."""
     ok = run_cli(db_url, "migrate", "--check")
     assert ok.returncode == 0, ok.stderr
-    assert "precise-mode triggers are installed" in ok.stdout
+    assert "delta-mode triggers are installed" in ok.stdout
 
     configured = run_cli(db_url, "migrate", "--check", mode="statement")
     assert configured.returncode == 1
-    assert "installed: precise; configured: statement" in configured.stderr
+    assert "installed: delta; configured: statement" in configured.stderr
     assert "`vocabsync migrate` switches them" in configured.stderr
 
     switched = run_cli(db_url, "migrate", "--mode", "statement")
@@ -226,7 +290,9 @@ def test_cli_migrate_mode_and_check(db_url: str) -> None:
     assert "statement-mode triggers installed" in switched.stdout
     assert run_cli(db_url, "migrate", "--check", "--mode", "statement").returncode == 0
     assert run_cli(db_url, "migrate", "--check", mode="statement").returncode == 0
-    assert run_cli(db_url, "migrate", "--check").returncode == 1
+    default = run_cli(db_url, "migrate", "--check")
+    assert default.returncode == 1
+    assert "installed: statement; configured: delta" in default.stderr
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute('DROP TRIGGER vocabulary_change_trigger ON "CashFlow"')
@@ -237,34 +303,57 @@ def test_cli_migrate_mode_and_check(db_url: str) -> None:
 
     back = run_cli(db_url, "migrate")  # the default mode again, and the trigger repaired
     assert back.returncode == 0, back.stderr
-    assert "precise-mode triggers installed" in back.stdout
+    assert "re-installed the triggers" in back.stdout
+    assert "delta-mode triggers installed" in back.stdout
+    assert "built index" not in back.stdout  # statement mode left them in place
     again = run_cli(db_url, "migrate")
     assert "re-installed" not in again.stdout
     assert run_cli(db_url, "migrate", "--check").returncode == 0
 
 
 def test_cli_migrate_delta_mode_builds_and_checks_the_indexes(db_url: str) -> None:
-    switched = run_cli(db_url, "migrate", "--mode", "delta")
+    """A database in precise mode without lookup indexes (say, migrated by an earlier release,
+    whose default was precise): a plain `migrate` switches it to delta mode and builds them;
+    `migrate --check` names a missing one, and `migrate` builds it again."""
+    precise = run_cli(db_url, "migrate", "--mode", "precise")
+    assert precise.returncode == 0, precise.stderr
+    assert "re-installed the triggers" in precise.stdout
+    assert "precise-mode triggers installed" in precise.stdout
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for name in INDEX_NAMES:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    assert run_cli(db_url, "migrate", "--check", mode="precise").returncode == 0
+    stale = run_cli(db_url, "migrate", "--check")
+    assert stale.returncode == 1
+    assert "installed: precise; configured: delta" in stale.stderr
+
+    switched = run_cli(db_url, "migrate")
     assert switched.returncode == 0, switched.stderr
     assert "re-installed the triggers" in switched.stdout
-    assert "built index Project_project_name_vocabsync" in switched.stdout
+    for name in INDEX_NAMES:
+        assert f"built index {name}\n" in switched.stdout
     assert "delta-mode triggers installed" in switched.stdout
+    assert run_cli(db_url, "migrate", "--check").returncode == 0
     assert run_cli(db_url, "migrate", "--check", mode="delta").returncode == 0
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute('DROP INDEX "CashFlow_file_name_vocabsync"')
-    broken = run_cli(db_url, "migrate", "--check", mode="delta")
+    broken = run_cli(db_url, "migrate", "--check")
     assert broken.returncode == 1
     assert "installed: delta; configured: delta" in broken.stderr
     assert 'no index serves the lookups of "CashFlow"."file_name"' in broken.stderr
-    repaired = run_cli(db_url, "migrate", mode="delta")
+    repaired = run_cli(db_url, "migrate", "--mode", "delta")
     assert "built index CashFlow_file_name_vocabsync" in repaired.stdout
     assert "re-installed" not in repaired.stdout
-    assert run_cli(db_url, "migrate", "--check", mode="delta").returncode == 0
+    assert run_cli(db_url, "migrate", "--check").returncode == 0
 
 
 async def test_the_bridge_applies_delta_payloads_without_reading_whole_fields(
-    settings: Settings, db_url: str, bridge: VocabularySyncBridge, cache: RedisVocabularyCache
+    settings: Settings,
+    db_url: str,
+    whole_reads: list[set[str]],
+    bridge: VocabularySyncBridge,
+    cache: RedisVocabularyCache,
 ) -> None:
     """Delta payloads list the touched terms: the bridge probes those, reads no field whole,
     and the instance ends exact."""
@@ -281,4 +370,5 @@ async def test_the_bridge_applies_delta_payloads_without_reading_whole_fields(
         message="the cache equals the database",
     )
     assert bridge.unknown_tables == 0
-    assert bridge.loader.loads == full_reads, "a single-row change read a field whole"
+    assert whole_reads == [], "a single-row change read a field whole"
+    assert bridge.loader.loads == full_reads, "a single-row change caused a full resync"

@@ -56,23 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
             "Apply the SQL migrations shipped in the package that are not yet recorded, in order, "
             "then verify the trigger function and each vocabulary table's triggers, re-installing "
             "them if one is missing (dropped by hand, table recreated), altered, covers other "
-            "columns than VOCABSYNC_SOURCES, or belongs to the other trigger mode. Safe to run at "
-            "every deploy."
+            "columns than VOCABSYNC_SOURCES, or belongs to another trigger mode. In delta mode "
+            "(the default) it then builds any missing lookup index, one per vocabulary column, "
+            "with CREATE INDEX CONCURRENTLY. Safe to run at every deploy."
         ),
     )
     migrate.add_argument(
         "--check",
         action="store_true",
-        help="only verify that the function and all triggers of the mode are installed, and "
-        "say which mode is; exit 1 naming what is missing or wrong",
+        help="only verify that the function and all triggers of the mode (and, in delta mode, "
+        "the lookup indexes) are installed, and say which mode is; exit 1 naming what is "
+        "missing or wrong",
     )
     migrate.add_argument(
         "--mode",
         choices=["precise", "statement", "delta"],
-        help="trigger mode (env VOCABSYNC_TRIGGER_MODE, default precise): precise notifies on "
-        "UPDATE only when a vocabulary column's value changed; statement (the design "
-        "document's) notifies on every statement; delta notifies like precise, with the values "
-        "that changed (and builds an index per vocabulary column)",
+        help="trigger mode (env VOCABSYNC_TRIGGER_MODE, default delta). delta: a write that "
+        "can change the vocabulary notifies with the values it touched, and the bridge looks "
+        "up just those (an index per vocabulary column, which migrate builds). precise: the "
+        "same writes notify with the table's name and the bridge reads its fields whole; for "
+        "small vocabularies, or to spare INSERTs delta's trigger CPU and the indexes. "
+        "statement (the design document's): every statement notifies; for tables whose "
+        "vocabulary columns are rewritten in bulk routinely",
     )
 
     bridge = commands.add_parser(
@@ -160,7 +165,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         for name in report.applied:
             print(f"applied {name}")
         if report.repaired:
-            print("re-installed the triggers (missing, altered, or of the other mode)")
+            print("re-installed the triggers (missing, altered, or of another mode)")
         for name in report.indexes_built:
             print(f"built index {name}")
         print(

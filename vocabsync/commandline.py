@@ -26,8 +26,10 @@ LOG_FORMATS = ["text", "json"]
 BRIDGE_HELP = "run the PostgreSQL -> Redis bridge (until SIGTERM/SIGINT)"
 BRIDGE_DESCRIPTION = (
     "LISTEN on the PostgreSQL channel (VOCABSYNC_PG_CHANNEL, default vocabulary_changed); "
-    "on each change load the affected vocabulary fields, store the snapshot in Redis key "
-    "'vocabulary' and PUBLISH the table name on 'vocabulary_updated'. Reconnects with "
+    "on each change look up the terms it touched (delta mode's payloads; a bare table name: "
+    "read that table's fields whole), append the difference to the vocabulary log in Redis, "
+    "PUBLISH the table name on 'vocabulary_updated', and rewrite the key 'vocabulary' at most "
+    "every VOCABSYNC_SNAPSHOT_INTERVAL seconds. Reconnects with "
     "backoff and resyncs after every reconnect. Needs a session-level PostgreSQL "
     "connection (on Supabase: the direct connection or the session pooler, port 5432)."
 )

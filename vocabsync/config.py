@@ -121,7 +121,7 @@ class Settings(BaseSettings):
         default="vocabulary_changed", validation_alias=_env("VOCABSYNC_PG_CHANNEL")
     )
     trigger_mode: Literal["precise", "statement", "delta"] = Field(
-        default="precise", validation_alias=_env("VOCABSYNC_TRIGGER_MODE")
+        default="delta", validation_alias=_env("VOCABSYNC_TRIGGER_MODE")
     )
     sources: Annotated[SourceMap, NoDecode] = Field(
         default_factory=SourceMap.default, validation_alias=_env("VOCABSYNC_SOURCES")

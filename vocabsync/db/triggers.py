@@ -2,26 +2,27 @@
 
 Three modes (``VOCABSYNC_TRIGGER_MODE``, ``vocabsync migrate --mode``):
 
-* ``precise`` (the default): the payload is the table's name. INSERT, DELETE and TRUNCATE notify
-  once per statement; an UPDATE notifies only when the text of a vocabulary column of some row
-  changed. NOTIFY serialises committing transactions cluster-wide, so writes that cannot change
-  the vocabulary must not send one (ARCHITECTURE invariant 5; README, "Write path"). The UPDATE
-  trigger is ``AFTER UPDATE OF <the vocabulary columns>``, so an UPDATE that names none of them
-  costs next to nothing, except on a table with BEFORE UPDATE row triggers: one of those may
-  change a vocabulary column the UPDATE does not name, which an ``UPDATE OF`` trigger would not
-  see, so there the trigger fires on every UPDATE and only its WHEN condition filters.
+* ``precise``: the payload is the table's name, and the bridge reads that table's fields whole.
+  INSERT, DELETE and TRUNCATE notify once per statement; an UPDATE notifies only when the text of a
+  vocabulary column of some row changed. NOTIFY serialises committing transactions cluster-wide, so
+  writes that cannot change the vocabulary must not send one (ARCHITECTURE invariant 5; README,
+  "Write path"). The UPDATE trigger is ``AFTER UPDATE OF <the vocabulary columns>``, so an UPDATE
+  that names none of them costs next to nothing, except on a table with BEFORE UPDATE row triggers:
+  one of those may change a vocabulary column the UPDATE does not name, which an ``UPDATE OF``
+  trigger would not see, so there the trigger fires on every UPDATE and only its WHEN condition
+  filters.
 * ``statement``: the design document's triggers, every statement notifies, UPDATEs included.
-* ``delta``: like precise mode in what notifies, but the payload says which vocabulary values
-  changed (JSON, see :mod:`vocabsync.db.notifications`), so the bridge can look those up instead
-  of reloading whole fields. INSERT and DELETE read the values from statement-level transition
-  tables: one notification per statement, whatever the row count. An UPDATE's row trigger (the
-  same ``UPDATE OF ... WHEN`` as precise mode's) lists the row's old and new values that the
-  transaction has not listed yet, remembered in a transaction-local setting: all of a
-  transaction's notifications are delivered together, at commit, so each value needs saying
-  once, and renaming 5,000 rows from 50 names to one sends 50 notifications, not 5,000. Too
-  many values (more than fit in a notification, or over :data:`MAX_DELTAS_PER_TRANSACTION`
-  notifications), or TRUNCATE, ask for a reload of the columns instead. The lookups need an
-  index per vocabulary column (:mod:`vocabsync.db.lookup_indexes`).
+* ``delta`` (the default): like precise mode in what notifies, but the payload says which vocabulary
+  values changed (JSON, see :mod:`vocabsync.db.notifications`), so the bridge can look those up
+  instead of reloading whole fields. INSERT and DELETE read the values from statement-level
+  transition tables: one notification per statement, whatever the row count. An UPDATE's row trigger
+  (the same ``UPDATE OF ... WHEN`` as precise mode's) lists the row's old and new values that the
+  transaction has not listed yet, remembered in a transaction-local setting: all of a transaction's
+  notifications are delivered together, at commit, so each value needs saying once, and renaming
+  5,000 rows from 50 names to one sends 50 notifications, not 5,000. Too many values (more than fit
+  in a notification, or over :data:`MAX_DELTAS_PER_TRANSACTION` notifications), or TRUNCATE, ask for
+  a reload of the columns instead. The lookups need an index per vocabulary column
+  (:mod:`vocabsync.db.lookup_indexes`).
 
 Precise and statement modes share the function ``public.notify_vocabulary_change()`` and the
 statement trigger's name (``vocabulary_change_trigger``, the design document's); delta mode calls
@@ -118,7 +119,7 @@ CURRENT_REVISION: Final = 3
 TriggerMode = Literal["precise", "statement", "delta"]
 """How the triggers fire (``Settings.trigger_mode``); see the module's docstring."""
 TRIGGER_MODES: Final[tuple[TriggerMode, ...]] = get_args(TriggerMode)
-DEFAULT_TRIGGER_MODE: Final[TriggerMode] = "precise"
+DEFAULT_TRIGGER_MODE: Final[TriggerMode] = "delta"
 
 
 @dataclass(frozen=True, slots=True)
