@@ -41,6 +41,8 @@ class Chaos:
     rng: random.Random
     anomalies: list[str] = field(default_factory=list)
     """Things that are wrong but are not divergences (no active bridge, two active)."""
+    after_check: list[Callable[[], None]] = field(default_factory=list)
+    """What the soak does once the convergence check is over (restart a killed bridge)."""
 
     def active_bridge(self) -> Member:
         """The bridge holding leadership (exactly one must, soon after any fault)."""
@@ -70,9 +72,15 @@ class Chaos:
         time.sleep(seconds)
 
     def kill_and_restart(self, member: Member) -> str:
+        """kill -9; an instance is restarted at once (its supervisor's restart delay), a bridge
+        only after the check: convergence must not wait for the killed bridge to come back,
+        the standby has to take over (and be able to)."""
         member.expected_down = True
         member.process.kill()
-        self.pause(self.rng.uniform(0.1, 1.0))  # a supervisor's restart delay
+        if member.kind == "bridge":
+            self.after_check.append(lambda: self.stack.restart(member))
+            return member.name
+        self.pause(self.rng.uniform(0.1, 1.0))
         self.stack.restart(member)
         return member.name
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import psycopg
 from _proxy import ProxyHub
@@ -47,6 +47,39 @@ START_TIMEOUT_S = 120.0
 
 Lists = dict[str, frozenset[str]]
 Kind = Literal["bridge", "instance"]
+_T = TypeVar("_T")
+
+
+class Database:
+    """The soak's own connection for reading; reconnects after a restart or a terminated
+    session (the soak's faults do both)."""
+
+    def __init__(self, url: str, timeout_s: float = 60.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def run(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(
+                        self.url, autocommit=True, connect_timeout=5, application_name="soak"
+                    )
+                return work(self._conn)
+            except psycopg.OperationalError:
+                self.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
 
 
 @dataclass

@@ -37,15 +37,15 @@ import shutil
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from _probe import Backoff, Http, readiness
 from _proxy import ProxyHub
 from _soak_faults import KINDS, Chaos, FaultKind, select
-from _soak_stack import FIELDS, Lists, Member, SoakStack
+from _soak_stack import FIELDS, Database, Lists, Member, SoakStack
 from _soak_writers import Writers
 from _stack import Servers
 from _version import database_version, reached
@@ -82,10 +82,10 @@ class Convergence:
     report: str = ""
 
 
-def converge(stack: SoakStack, conn: psycopg.Connection[Any], deadline_s: float) -> Convergence:
+def converge(stack: SoakStack, db: Database, deadline_s: float) -> Convergence:
     """Wait until every instance serves exactly the database's lists (writes are paused)."""
     started = time.monotonic()
-    expected = stack.database_lists(conn)
+    expected = db.run(stack.database_lists)
     backoff = Backoff(0.005, fraction=0.05, maximum_s=0.1)
     last: dict[str, Lists | None] = {}
     while True:
@@ -164,6 +164,11 @@ class Soak:
         self.rng = random.Random(args.seed)
         self.tally = Tally()
         self.faults_done = 0
+        self.stack: SoakStack | None = None
+        self.chaos: Chaos | None = None
+        self.writers: Writers | None = None
+        self.unclean: list[str] = []
+        self.error: str | None = None
 
     def run(self, servers: Servers, hub: ProxyHub) -> None:
         args = self.args
@@ -175,31 +180,32 @@ class Soak:
         stack.start()
         chaos = Chaos(stack, servers, hub, self.rng)
         self.chaos = chaos
-        conn = servers.connect()
+        db = Database(servers.database_url)
         writers = Writers(args.writers, args.seed, servers.database_url, args.rate)
         self.writers = writers
         writers.start()
         try:
-            self._loop(stack, chaos, conn, writers)
-            self._final(stack, conn, writers)
+            self._loop(stack, chaos, db, writers)
+            self._final(stack, db, writers)
         finally:
             writers.stop()
-            conn.close()
+            db.close()
             self.unclean = stack.stop()
 
-    def _loop(
-        self, stack: SoakStack, chaos: Chaos, conn: psycopg.Connection[Any], writers: Writers
-    ) -> None:
+    def _loop(self, stack: SoakStack, chaos: Chaos, db: Database, writers: Writers) -> None:
         args = self.args
         for number in range(1, args.faults + 1):
             time.sleep(self.rng.uniform(args.gap_min, args.gap_max))  # writes go on meanwhile
             kind = self.rng.choice(self.kinds)
             assert kind.inject is not None
             detail = kind.inject(chaos)
-            healed = time.monotonic()
+            if self.rng.random() < args.write_on:
+                # Writes go on while the system recovers (resyncs racing commits).
+                time.sleep(self.rng.uniform(0.2, 3.0))
             if not writers.pause():
                 raise RuntimeError("writers did not pause within 60 s")
-            result = converge(stack, conn, args.deadline)
+            paused = time.monotonic()
+            result = converge(stack, db, args.deadline)
             self.faults_done = number
             if result.seconds is None:
                 self.tally.divergences.append(
@@ -207,16 +213,18 @@ class Soak:
                 )
                 log(f"fault {number}: {kind.name} ({detail}): NOT converged\n{result.report}")
             else:
-                seconds = time.monotonic() - healed
+                seconds = time.monotonic() - paused
                 self.tally.add(kind.name, seconds)
                 log(
                     f"fault {number}/{args.faults}: {kind.name} ({detail}): converged in "
                     f"{seconds:.2f} s; {writers.commits} commits"
                 )
-                ledger = writers.ledger.mismatches(conn)
+                ledger = db.run(writers.ledger.mismatches)
                 if ledger:
                     self.tally.ledger += ledger
                     log(f"ledger and database disagree: {ledger[:5]}")
+            while chaos.after_check:
+                chaos.after_check.pop(0)()
             writers.resume()
             if writers.errors():
                 raise RuntimeError(f"writer failed: {writers.errors()}")
@@ -224,28 +232,33 @@ class Soak:
                 log("stopping at the first divergence (--keep-going to carry on)")
                 break
 
-    def _final(self, stack: SoakStack, conn: psycopg.Connection[Any], writers: Writers) -> None:
+    def _final(self, stack: SoakStack, db: Database, writers: Writers) -> None:
         if not writers.pause():
             raise RuntimeError("writers did not pause within 60 s")
-        result = converge(stack, conn, self.args.deadline)
+        result = converge(stack, db, self.args.deadline)
         if result.seconds is None:
             self.tally.divergences.append(f"at the end:\n{result.report}")
         self.tally.lost = lost_changes(writers, stack)
-        self.tally.ledger += writers.ledger.mismatches(conn)
+        self.tally.ledger += db.run(writers.ledger.mismatches)
 
     # --- report --------------------------------------------------------------------------------
 
     def report(self, elapsed: float) -> bool:
         tally, args = self.tally, self.args
+        deaths = self.stack.deaths if self.stack else []
+        anomalies = self.chaos.anomalies if self.chaos else []
+        commits = self.writers.commits if self.writers else 0
+        in_doubt = self.writers.in_doubt if self.writers else 0
+        failed = self.writers.failures if self.writers else 0
         print(
             f"## Chaos soak: {self.faults_done} faults in {elapsed / 60:.1f} min, seed {args.seed}"
         )
         print()
         print(
-            f"{args.writers} writers, {self.writers.commits} commits "
-            f"({self.writers.in_doubt} in doubt and resolved, {self.writers.failures} failed), "
-            f"2 bridges, 3 instances, {args.trigger_mode} triggers; convergence is from the "
-            f"fault's end until every instance serves the database's six lists"
+            f"{args.writers} writers, {commits} commits ({in_doubt} in doubt and resolved, "
+            f"{failed} failed), 2 bridges, 3 instances, {args.trigger_mode} triggers; "
+            f"convergence: from the last commit before the check (at the fault's end, or up to "
+            f"3 s later) until every instance serves the database's six lists"
         )
         print()
         print("| fault | count | convergence p50 | p99 | max |")
@@ -260,23 +273,25 @@ class Soak:
                 print(f"| {kind.name} | {len(values)} | {_cells(values)} |")
         print(f"| **all** | {len(everything)} | {_cells(everything)} |")
         print()
-        deaths = self.stack.deaths
         print(f"- divergences left at the deadline ({args.deadline:g} s): {len(tally.divergences)}")
         print(f"- changes lost: {len(tally.lost)}")
         print(f"- processes that died on their own: {len(deaths)}")
         print(f"- ledger vs database mismatches: {len(tally.ledger)}")
-        if self.chaos.anomalies:
-            print(f"- anomalies: {len(self.chaos.anomalies)}")
+        if anomalies:
+            print(f"- anomalies: {len(anomalies)}")
+        if self.error:
+            print(f"- the soak itself stopped on an error:\n\n{self.error}")
         for text in tally.divergences:
             print(f"\ndivergence {text}")
         for text in tally.lost[:20]:
             print(f"\nlost: {text}")
         for death in deaths:
             print(f"\n{death.name} died on its own (exit {death.code}):\n{death.log_tail}")
-        for text in [*tally.ledger[:20], *self.chaos.anomalies, *self.unclean]:
+        for text in [*tally.ledger[:20], *anomalies, *self.unclean]:
             print(f"\n{text}")
         p99 = percentile(everything, 0.99) if everything else 0.0
-        ok = not (tally.divergences or tally.lost or deaths or tally.ledger)
+        ok = not (tally.divergences or tally.lost or deaths or tally.ledger or self.error)
+        ok = ok and self.faults_done == args.faults
         print()
         print(
             f"goals: 0 divergences, 0 lost, 0 deaths: {'met' if ok else 'NOT met'}; "
@@ -312,27 +327,27 @@ def fanout(args: argparse.Namespace, servers: Servers, hub: ProxyHub) -> bool:
     stack = SoakStack(servers, hub, bridge_count=1, instance_count=args.fanout, proxied=False)
     log(f"fan-out: starting 1 bridge and {args.fanout} instances")
     stack.start()
-    conn = servers.connect()
+    db = Database(servers.database_url)
     https = [Http(f"http://127.0.0.1:{m.port}") for m in stack.instances]
     pool = concurrent.futures.ThreadPoolExecutor(len(https), thread_name_prefix="fanout")
     seconds: list[float] = []
     try:
         for index in range(args.commits):
             statement, params = _fanout_change(index)
-            conn.execute(statement, params)
+            db.run(lambda conn, s=statement, p=params: conn.execute(s, p))
             committed = time.perf_counter()
-            target = database_version(conn)
+            target = db.run(database_version)
             waits = [pool.submit(_wait_version, http, target, committed) for http in https]
             seconds.append(max(w.result() for w in waits))
             if (index + 1) % 50 == 0:
                 log(f"fan-out: {index + 1} commits, last {seconds[-1] * 1000:.1f} ms")
-        result = converge(stack, conn, args.deadline)
+        result = converge(stack, db, args.deadline)
         deaths = stack.check_deaths()
     finally:
         pool.shutdown()
         for http in https:
             http.close()
-        conn.close()
+        db.close()
         stack.stop()
     ms = [s * 1000 for s in seconds]
     print(f"## Fan-out: commit → all {args.fanout} instances serve it, {len(ms)} commits")
@@ -387,6 +402,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gap-min", type=float, default=0.5, help="writes between faults, s")
     parser.add_argument("--gap-max", type=float, default=2.0)
     parser.add_argument(
+        "--write-on",
+        type=float,
+        default=0.5,
+        help="share of faults after which writes go on for up to 3 s before the check",
+    )
+    parser.add_argument(
         "--trigger-mode", choices=("precise", "statement", "delta"), default="delta"
     )
     parser.add_argument("--fanout", type=int, default=0, help="fan-out mode: N instances")
@@ -417,12 +438,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 soak = Soak(args, kinds)
                 try:
                     soak.run(servers, hub)
-                finally:
-                    ok = (
-                        soak.report(time.monotonic() - STARTED)
-                        if hasattr(soak, "writers")
-                        else False
-                    )
+                except Exception:
+                    soak.error = traceback.format_exc()
+                    log(f"the soak stopped on an error:\n{soak.error}")
+                ok = soak.report(time.monotonic() - STARTED)
     finally:
         hub.close()
         if ok and not args.keep_logs:
