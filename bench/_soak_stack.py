@@ -42,6 +42,19 @@ DATABASE_LISTS_SQL = "SELECT " + ", ".join(
 )
 """The six lists as the loader defines them (distinct text, NULL and blank values dropped)."""
 
+CRASHES = (
+    "[session_crashed]",
+    "[listener_crashed]",
+    "[session_abandoned]",
+    "[snapshot_listener_failed]",
+    "[match_index_failed]",
+    "[update_callback_failed]",
+    "Traceback (most recent call last)",
+)
+"""Log lines that mean an unexpected exception in a process, whether or not it converged."""
+SUSPECT = ("[malformed_message]", "[redis_value_corrupted]", "[unknown_table]")
+"""Log lines that should not appear when only vocabsync writes the log (counted, shown)."""
+
 HTTP_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 120.0
 
@@ -252,6 +265,24 @@ class SoakStack:
             self.deaths.append(death)
             self.restart(member)
         return found
+
+    def log_findings(self) -> tuple[list[str], dict[str, int]]:
+        """Crash lines (with the process name) and counts of suspect lines, from every log."""
+        crashes: list[str] = []
+        suspect: dict[str, int] = {}
+        for member in self.members.values():
+            try:
+                text = member.process.log_path.read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+            for line in text.splitlines():
+                if any(marker in line for marker in CRASHES):
+                    crashes.append(f"{member.name}: {line[:300]}")
+                for marker in SUSPECT:
+                    if marker in line:
+                        key = f"{member.name} {marker}"
+                        suspect[key] = suspect.get(key, 0) + 1
+        return crashes, suspect
 
     def stop(self) -> list[str]:
         """SIGTERM every process; names those that did not exit cleanly."""

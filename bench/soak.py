@@ -51,6 +51,7 @@ from _stack import Servers
 from _version import database_version, reached
 
 STARTED = time.monotonic()
+BACK_TO_BACK = "two faults back to back"
 
 
 def log(message: str) -> None:
@@ -121,12 +122,17 @@ def _divergence_report(
 @dataclass
 class Tally:
     seconds: dict[str, list[float]] = field(default_factory=dict)
+    """From the fault's end."""
+    lag: dict[str, list[float]] = field(default_factory=dict)
+    """From the last commit before the check."""
+    injected: dict[str, int] = field(default_factory=dict)
     divergences: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     ledger: list[str] = field(default_factory=list)
 
-    def add(self, kind: str, seconds: float) -> None:
+    def add(self, kind: str, seconds: float, lag: float) -> None:
         self.seconds.setdefault(kind, []).append(seconds)
+        self.lag.setdefault(kind, []).append(lag)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -194,11 +200,22 @@ class Soak:
 
     def _loop(self, stack: SoakStack, chaos: Chaos, db: Database, writers: Writers) -> None:
         args = self.args
-        for number in range(1, args.faults + 1):
+        while self.faults_done < args.faults:
             time.sleep(self.rng.uniform(args.gap_min, args.gap_max))  # writes go on meanwhile
-            kind = self.rng.choice(self.kinds)
-            assert kind.inject is not None
-            detail = kind.inject(chaos)
+            drawn = [self.rng.choice(self.kinds)]
+            if self.faults_done + 1 < args.faults and self.rng.random() < args.back_to_back:
+                drawn.append(self.rng.choice(self.kinds))
+            details = []
+            for kind in drawn:
+                while chaos.after_check:  # a killed bridge is back before the next fault
+                    chaos.after_check.pop(0)()
+                assert kind.inject is not None
+                details.append(f"{kind.name} ({kind.inject(chaos)})")
+                self.faults_done += 1
+                self.tally.injected[kind.name] = self.tally.injected.get(kind.name, 0) + 1
+            label = drawn[0].name if len(drawn) == 1 else BACK_TO_BACK
+            what = f"fault {self.faults_done}/{args.faults}: {' then '.join(details)}"
+            healed = time.monotonic()
             if self.rng.random() < args.write_on:
                 # Writes go on while the system recovers (resyncs racing commits).
                 time.sleep(self.rng.uniform(0.2, 3.0))
@@ -206,18 +223,15 @@ class Soak:
                 raise RuntimeError("writers did not pause within 60 s")
             paused = time.monotonic()
             result = converge(stack, db, args.deadline)
-            self.faults_done = number
             if result.seconds is None:
-                self.tally.divergences.append(
-                    f"fault {number} ({kind.name}, {detail}):\n{result.report}"
-                )
-                log(f"fault {number}: {kind.name} ({detail}): NOT converged\n{result.report}")
+                self.tally.divergences.append(f"{what}:\n{result.report}")
+                log(f"{what}: NOT converged\n{result.report}")
             else:
-                seconds = time.monotonic() - paused
-                self.tally.add(kind.name, seconds)
+                now = time.monotonic()
+                self.tally.add(label, now - healed, now - paused)
                 log(
-                    f"fault {number}/{args.faults}: {kind.name} ({detail}): converged in "
-                    f"{seconds:.2f} s; {writers.commits} commits"
+                    f"{what}: converged {now - healed:.2f} s after it ended, "
+                    f"{now - paused:.2f} s after the last commit; {writers.commits} commits"
                 )
                 ledger = db.run(writers.ledger.mismatches)
                 if ledger:
@@ -256,27 +270,50 @@ class Soak:
         print()
         print(
             f"{args.writers} writers, {commits} commits ({in_doubt} in doubt and resolved, "
-            f"{failed} failed), 2 bridges, 3 instances, {args.trigger_mode} triggers; "
-            f"convergence: from the last commit before the check (at the fault's end, or up to "
-            f"3 s later) until every instance serves the database's six lists"
+            f"{failed} failed), 2 bridges, 3 instances, {args.trigger_mode} triggers. "
+            f"Convergence: until every instance serves the database's six lists, from the "
+            f"fault's end (after {args.write_on:.0%} of the faults, writes went on for up to "
+            f"3 s more) and from the last commit before the check."
         )
         print()
-        print("| fault | count | convergence p50 | p99 | max |")
-        print("| --- | ---: | ---: | ---: | ---: |")
+        print(
+            "| fault | count | from the fault's end: p50 | p99 | max "
+            "| from the last commit: p50 | p99 | max |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         everything: list[float] = []
+        lags: list[float] = []
         for kind in KINDS:
             values = tally.seconds.get(kind.name, [])
+            lag = tally.lag.get(kind.name, [])
             everything += values
+            lags += lag
+            count = tally.injected.get(kind.name, 0)
             if not kind.available:
-                print(f"| {kind.name} | - | {kind.unavailable} | | |")
+                print(f"| {kind.name} | - | {kind.unavailable} | | | | | |")
             elif kind in self.kinds:
-                print(f"| {kind.name} | {len(values)} | {_cells(values)} |")
-        print(f"| **all** | {len(everything)} | {_cells(everything)} |")
+                print(f"| {kind.name} | {count} | {_cells(values)} | {_cells(lag)} |")
+        values = tally.seconds.get(BACK_TO_BACK, [])
+        lag = tally.lag.get(BACK_TO_BACK, [])
+        everything += values
+        lags += lag
+        print(
+            f"| {BACK_TO_BACK} (counted above) | {len(values)} pairs | {_cells(values)} "
+            f"| {_cells(lag)} |"
+        )
+        print(
+            f"| **all** | {self.faults_done} faults, {len(everything)} checks | "
+            f"{_cells(everything)} | {_cells(lags)} |"
+        )
         print()
         print(f"- divergences left at the deadline ({args.deadline:g} s): {len(tally.divergences)}")
         print(f"- changes lost: {len(tally.lost)}")
         print(f"- processes that died on their own: {len(deaths)}")
         print(f"- ledger vs database mismatches: {len(tally.ledger)}")
+        crashes, suspect = self.stack.log_findings() if self.stack else ([], {})
+        print(f"- unexpected exceptions in the processes' logs: {len(crashes)}")
+        if suspect:
+            print(f"- suspect log lines: {suspect}")
         if anomalies:
             print(f"- anomalies: {len(anomalies)}")
         if self.error:
@@ -290,7 +327,10 @@ class Soak:
         for text in [*tally.ledger[:20], *anomalies, *self.unclean]:
             print(f"\n{text}")
         p99 = percentile(everything, 0.99) if everything else 0.0
+        for line in crashes[:20]:
+            print(f"\n{line}")
         ok = not (tally.divergences or tally.lost or deaths or tally.ledger or self.error)
+        ok = ok and not crashes and not anomalies
         ok = ok and self.faults_done == args.faults
         print()
         print(
@@ -401,6 +441,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--deadline", type=float, default=60.0, help="seconds to converge")
     parser.add_argument("--gap-min", type=float, default=0.5, help="writes between faults, s")
     parser.add_argument("--gap-max", type=float, default=2.0)
+    parser.add_argument(
+        "--back-to-back",
+        type=float,
+        default=0.2,
+        help="share of checks preceded by two faults in a row instead of one",
+    )
     parser.add_argument(
         "--write-on",
         type=float,

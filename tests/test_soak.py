@@ -56,6 +56,6 @@ def test_short_seeded_soak_ends_with_no_divergence_loss_or_death() -> None:
         assert match.group(1) == "0", context
     # Every kind this build can inject has a row; the ones it cannot say so.
     assert "not available in this build" in report, context
-    counted = re.search(r"\| \*\*all\*\* \| (\d+) \|", report)
+    counted = re.search(r"\| \*\*all\*\* \| (\d+) faults", report)
     assert counted is not None, context
     assert int(counted.group(1)) == FAULTS, context
