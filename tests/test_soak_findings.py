@@ -13,9 +13,13 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from tests.fixtures_app import derive
+from tests.fixtures_app import derive, execute
 from tests.waiting import wait_until_async
 from vocabsync.config import Settings
+from vocabsync.services.log_writer import LogWriter, Observation
+from vocabsync.services.redis_client import redis_client
+from vocabsync.services.vocabulary_loader import VocabularyLoader
+from vocabsync.services.vocabulary_log import VocabularyLog
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 
 LEADER_LOCK_HOLDERS = (
@@ -72,3 +76,38 @@ async def test_a_standby_reconnects_at_once_however_often_its_session_ends(
                 message=f"standby back at once after termination {round_ + 1}",
             )
         assert not standby.active
+
+
+@pytest.mark.slow
+async def test_a_new_leader_resyncs_when_the_log_is_versioned_past_a_quiet_database(
+    settings: Settings, db_url: str
+) -> None:
+    """Soak finding: two reads at one database snapshot can bring different news (a commit's
+    notification arrives after the read that already saw it), and the second entry gets the
+    version after the first, one above the database's. The next resync, a new leader's after a
+    failover for one, read the database at its own (quiet, unchanged) version, found it "older"
+    than the log and failed its session three reads later, again and again, with a growing
+    backoff: no bridge published anything until some unrelated commit moved the database past
+    the log, and then only at the next retry."""
+    log_client = redis_client(settings)
+    writer = LogWriter(VocabularyLog(log_client, settings))
+    try:
+        async with VocabularyLoader(settings) as loader:
+            await writer.write_full(await loader.load())
+            execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('Alpha'), ('Beta')""")
+            seen = await loader.load()
+        for term in ("Alpha", "Beta"):  # two reads at one snapshot, each with its own news
+            observation = Observation(seen.version, seen.identity, {"projects": {term}}, {}, {})
+            assert await writer.write_observation(observation) is not None
+        assert writer.state.version > seen.version
+        assert writer.state.get("projects") == seen.get("projects")
+    finally:
+        await log_client.aclose()
+
+    new_leader = VocabularySyncBridge(derive(settings, reconnect_initial_delay=5.0))
+    async with running(new_leader):
+        await wait_until_async(lambda: new_leader.connected, timeout=4, message="resynced")
+        execute(db_url, """INSERT INTO "Project"(project_name) VALUES ('Gamma')""")
+        await wait_until_async(
+            lambda: "Gamma" in new_leader.snapshot.get("projects"), message="published"
+        )
