@@ -18,7 +18,16 @@ from types import TracebackType
 import psycopg
 import redis
 
-from vocabsync.local.demo_data import FACILITIES, FEATURES, MONTHS, PHASES, PLACES, categories
+from vocabsync.local.demo import seed as seed_demo
+from vocabsync.local.demo_data import (
+    FACILITIES,
+    FEATURES,
+    MONTHS,
+    PHASES,
+    PLACES,
+    categories,
+    demo_vocabulary,
+)
 from vocabsync.local.processes import ManagedProcess, cli_argv
 from vocabsync.local.servers import LocalPostgres, LocalRedis, find_free_port, resolve_flavor
 
@@ -32,7 +41,9 @@ __all__ = [
     "Servers",
     "categories",
     "cli_argv",
+    "demo_vocabulary",
     "find_free_port",
+    "seed_demo",
 ]
 
 MIGRATE_TIMEOUT_S = 300.0
@@ -74,6 +85,23 @@ class Servers:
     @property
     def redis_url(self) -> str:
         return self._redis.url
+
+    @property
+    def postgres_port(self) -> int:
+        return self._postgres.port
+
+    @property
+    def redis_port(self) -> int:
+        return self._redis.port
+
+    def restart_postgres(self) -> None:
+        """Fast shutdown (SIGINT: sessions ended, transactions aborted), then start again."""
+        self._postgres.restart()
+
+    def restart_redis(self) -> None:
+        """SIGTERM, then start again on the same port: without persistence, Redis comes back
+        empty."""
+        self._redis.restart()
 
     @property
     def postgres_pid(self) -> int:

@@ -73,6 +73,10 @@ class LogWriter:
         self.log = log
         self.state = Snapshot.empty()
         self.position = ""
+        self.read_version = 0
+        """The newest database version behind ``state`` (its version can be higher: see
+        :attr:`~vocabsync.services.vocabulary_log.Head.read_version`). A read older than this
+        is stale; one at this version is not, even when ``state.version`` is above it."""
         self.appends = 0
         self.resets = 0
         self.full_reads = 0
@@ -110,7 +114,7 @@ class LogWriter:
     async def _catch_up(self) -> None:
         head = await self.log.head()
         if head is None:
-            self.state, self.position = Snapshot.empty(), ""
+            self.state, self.position, self.read_version = Snapshot.empty(), "", 0
             return
         if head.position == self.position:
             return
@@ -126,6 +130,7 @@ class LogWriter:
                         entry.delta, entry.version, entry.refreshed_at, entry.identity
                     )
                     self.position = entry.id
+                    self.read_version = entry.read_version
             if self.position == head.position:
                 return
         await self._read_full()
@@ -134,10 +139,11 @@ class LogWriter:
         found = await self.log.read_full()
         self.full_reads += 1
         if found is None:
-            self.state, self.position = Snapshot.empty(), ""
+            self.state, self.position, self.read_version = Snapshot.empty(), "", 0
         else:
             head, self.state = found
             self.position = head.position
+            self.read_version = head.read_version
 
     async def write_observation(self, seen: Observation, *, message: str = "*") -> Delta | None:
         """Apply what a read saw; returns the delta written (None: nothing changed).
@@ -156,20 +162,25 @@ class LogWriter:
                     "the database identity changed since the log was written: a full resync "
                     "is needed"
                 )
-            if seen.version < self.state.version:
+            # Stale: read before the newest read the log holds. Not the log's version: two reads
+            # at one snapshot can bring different news (different terms touched), and the
+            # second entry's version is then above the database's, which a quiet database does
+            # not catch up with (a new leader's resync failed until some commit moved it).
+            if seen.version < self.read_version:
                 raise StaleReadError(
-                    f"read at version {seen.version}, the log is at {self.state.version}"
+                    f"read at version {seen.version}, the log holds a read at {self.read_version}"
                 )
             delta = seen.delta_against(self.state)
             if not delta:
                 return None
-            # Two reads at the same database snapshot can bring different news (different terms
-            # touched): every entry still gets a version of its own, so versions order entries.
+            # Every entry still gets a version of its own, so versions order entries.
             version = max(seen.version, self.state.version + 1)
+            read = max(seen.version, self.read_version)
             result = await self.log.append(
-                self.position, delta, version, seen.identity, message=message
+                self.position, delta, version, seen.identity, message=message, read_version=read
             )
             if self._accept(result, delta, version, seen.identity):
+                self.read_version = read
                 return delta
             known_version = self.state.version
             if await self.catch_up():
@@ -204,6 +215,7 @@ class LogWriter:
                 result = await self.log.replace(expected, loaded)
                 if result.outcome == "ok":
                     self.state, self.position, self.corrupt = loaded, result.position, False
+                    self.read_version = loaded.version
                     self.resets += 1
                     logger.info(
                         "vocabulary state replaced (version %d, %d terms)",

@@ -319,6 +319,13 @@ class RedisVocabularyCache:
         writer = LogWriter(log)
         if not replace:
             writer.state, writer.position = self.state.snapshot, self.state.position
+            # What the newest read behind that state was (the writer follows the log from
+            # there if the head has moved on, and learns it from the entries).
+            head = await log.head()
+            if head is not None and head.position == writer.position:
+                writer.read_version = head.read_version
+            else:
+                writer.read_version = writer.state.version
         for _ in range(3):
             try:
                 await writer.write_full(loaded)

@@ -48,7 +48,7 @@ if same_history and head[2] then
 end
 """
 """Shared by both scripts. ARGV: expected position ('*': any), version, identity, refreshed_at,
-log length, channel, message, field count, (unused), kind; version and identity compared as
+log length, channel, message, field count, read version, kind; version and identity compared as
 decimal strings (versions exceed Lua's exact integers)."""
 
 _APPEND: Final = (
@@ -69,8 +69,10 @@ for i = 1, n do
   end
 end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'prev', pos,
-  'kind', 'delta', 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4], 'delta', ARGV[11])
-redis.call('HSET', KEYS[1], 'pos', id, 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4])
+  'kind', 'delta', 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4], 'read', ARGV[9],
+  'delta', ARGV[11])
+redis.call('HSET', KEYS[1], 'pos', id, 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4],
+  'read', ARGV[9])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'ok', id}
 """
@@ -91,8 +93,9 @@ for i = 1, n do
   end
 end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'prev', pos,
-  'kind', 'reset', 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4])
-redis.call('HSET', KEYS[1], 'pos', id, 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4])
+  'kind', 'reset', 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4], 'read', ARGV[9])
+redis.call('HSET', KEYS[1], 'pos', id, 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4],
+  'read', ARGV[9])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'ok', id}
 """
@@ -110,6 +113,9 @@ class Head:
     version: int
     identity: str
     refreshed_at: float
+    read_version: int = 0
+    """The newest database version a read behind the state was taken at (``version`` can be
+    higher: every entry gets a version of its own, even two read at one snapshot)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,8 @@ class LogEntry:
     delta: Delta | None
     size: int = 0
     """Bytes of the entry's field values as read from Redis (what following it costs)."""
+    read_version: int = 0
+    """See :attr:`Head.read_version`."""
 
 
 def position_key(position: str) -> tuple[int, int]:
@@ -228,7 +236,9 @@ class VocabularyLog:
 
     # --- writes ------------------------------------------------------------------------------
 
-    def _argv(self, expected: str, snapshot_version: int, identity: str, kind: str) -> list[Any]:
+    def _argv(
+        self, expected: str, snapshot_version: int, identity: str, kind: str, read_version: int
+    ) -> list[Any]:
         return [
             expected,
             str(snapshot_version),
@@ -238,16 +248,27 @@ class VocabularyLog:
             self.settings.redis_channel,
             "*",
             len(FIELDS),
-            "",
+            str(read_version),
             kind,
         ]
 
     async def append(
-        self, expected: str, delta: Delta, version: int, identity: str, *, message: str = "*"
+        self,
+        expected: str,
+        delta: Delta,
+        version: int,
+        identity: str,
+        *,
+        message: str = "*",
+        read_version: int | None = None,
     ) -> WriteResult:
-        """Apply ``delta`` if the head is still ``expected`` and ``version`` is not older."""
+        """Apply ``delta`` if the head is still ``expected`` and ``version`` is not older.
+
+        ``read_version``: the database version the delta was read at (default ``version``).
+        """
         payload = delta.to_json()
-        argv = self._argv(expected, version, identity, "delta")
+        read = version if read_version is None else read_version
+        argv = self._argv(expected, version, identity, "delta", read)
         argv[6] = message
         try:
             result = await self.client.eval(
@@ -291,7 +312,9 @@ class VocabularyLog:
                     self.log_key,
                     *self.term_keys,
                     *staged,
-                    *self._argv(expected, snapshot.version, snapshot.identity, "reset"),
+                    *self._argv(
+                        expected, snapshot.version, snapshot.identity, "reset", snapshot.version
+                    ),
                 )
             )
         except (RedisError, OSError) as exc:
@@ -327,11 +350,13 @@ def _parse_head(raw: dict[Any, Any]) -> Head | None:
     try:
         values = {_text(k): _text(v) for k, v in raw.items()}
         position_key(values["pos"])
+        version = int(values["version"])
         return Head(
             position=values["pos"],
-            version=int(values["version"]),
+            version=version,
             identity=values.get("identity", ""),
             refreshed_at=float(values.get("at", 0.0)),
+            read_version=int(values.get("read") or version),
         )
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise SnapshotFormatError(f"the vocabulary head is not ours: {exc!r}") from None
@@ -347,8 +372,9 @@ def _parse_entry(entry_id: Any, fields: dict[Any, Any]) -> LogEntry:
             delta = Delta.from_json(values["delta"])
         version = int(_text(values.get("version", b"0")))
         refreshed_at = float(_text(values.get("at", b"0")))
+        read_version = int(_text(values.get("read", b"")) or version)
     except (KeyError, ValueError, SnapshotFormatError):
-        kind, delta, version, refreshed_at = f"corrupt {kind}", None, 0, 0.0
+        kind, delta, version, refreshed_at, read_version = f"corrupt {kind}", None, 0, 0.0, 0
     return LogEntry(
         id=_text(entry_id),
         prev=_text(values.get("prev", b"")),
@@ -358,4 +384,5 @@ def _parse_entry(entry_id: Any, fields: dict[Any, Any]) -> LogEntry:
         refreshed_at=refreshed_at,
         delta=delta,
         size=size,
+        read_version=read_version,
     )

@@ -225,7 +225,7 @@ class VocabularySyncBridge:
             self.link_up["redis"] = True
             self._failing_link = None
             self._count_reconnect()
-            await self._become_leader(conn, store)
+            await self._become_leader(conn, store, healthy)
             await conn.execute(
                 sql.SQL("LISTEN {}").format(sql.Identifier(self.settings.pg_channel))
             )
@@ -281,11 +281,16 @@ class VocabularySyncBridge:
                 extra={"action": "keepalives_not_set"},
             )
 
-    async def _become_leader(self, conn: AsyncConn, store: SnapshotStore) -> None:
+    async def _become_leader(
+        self, conn: AsyncConn, store: SnapshotStore, healthy: Callable[[], None]
+    ) -> None:
         """Wait as a standby until this session holds the bridge's advisory lock.
 
         The lock is held by the database session itself: a bridge that dies, or whose backend is
         terminated, loses it with its connection, and a standby takes over at its next attempt.
+        Standing by, connected to both sides, is a healthy session: it resets the reconnect
+        backoff, or every lost standby session would double the next wait (up to minutes
+        without a standby, found by the chaos soak).
         """
         key = f"vocabsync-bridge:{self.settings.pg_channel}"
         announced = False
@@ -308,6 +313,7 @@ class VocabularySyncBridge:
                     "another bridge is active; standing by", extra={"action": "bridge_standby"}
                 )
                 announced = True
+                healthy()
             await self._heartbeat(store)
             await asyncio.sleep(self.settings.leader_poll_interval)
 
