@@ -14,7 +14,6 @@ ordered and a state of another history is recognised and replaced, never merged 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 import math
 import time
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
 
 import immutables
+
+from vocabsync.sorted_terms import SortedTerms
 
 FieldName = Literal[
     "projects",
@@ -71,23 +72,22 @@ def xmax_of(version: int) -> int:
 class TermSet(AbstractSet[str]):
     """One field's terms: an immutable set with O(log n) copies-with-changes.
 
-    Iteration is in sorted (code point) order, like the loader's ``COLLATE "C"``; the sorted
-    tuple is computed once, on first use, and kept with this object.
+    Iteration is in sorted (code point) order, like the loader's ``COLLATE "C"``. The order is
+    built on first use (one sort) and from then on carried to every changed copy at the cost of
+    the change (:class:`~vocabsync.sorted_terms.SortedTerms`), so a process that serves the
+    sorted lists (the bridge's seed key, GET /api/vocabulary) never sorts a large field again.
     """
 
-    __slots__ = ("_json", "_map", "_parent", "_sorted")
+    __slots__ = ("_json", "_map", "_order")
 
     def __init__(self, terms: immutables.Map[str, None] | Iterable[str] = ()) -> None:
         if isinstance(terms, immutables.Map):
             self._map: immutables.Map[str, None] = terms
         else:
             self._map = immutables.Map(dict.fromkeys(terms))
-        self._sorted: tuple[str, ...] | None = None
+        self._order: SortedTerms | None = None
         self._json: bytes | None = None
-        """The sorted terms as a JSON array, once someone encoded them (the seed's key)."""
-        self._parent: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
-        """(the parent's sorted terms, added, removed), kept only when the parent was already
-        sorted: a small change then re-sorts by insertion instead of sorting everything."""
+        """The sorted terms as a JSON array, once someone encoded them."""
 
     def __contains__(self, term: object) -> bool:
         return term in self._map
@@ -96,7 +96,7 @@ class TermSet(AbstractSet[str]):
         return len(self._map)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.sorted())
+        return iter(self.order())
 
     def __repr__(self) -> str:
         return f"TermSet({len(self)} terms)"
@@ -109,27 +109,36 @@ class TermSet(AbstractSet[str]):
 
     __hash__ = None  # type: ignore[assignment]
 
+    def order(self) -> SortedTerms:
+        """The terms in sorted order (sorted once per lineage, then kept up to date)."""
+        if self._order is None:
+            self._order = SortedTerms.from_sorted(sorted(self._map))
+        return self._order
+
     def sorted(self) -> tuple[str, ...]:
-        if self._sorted is None:
-            parent, self._parent = self._parent, None
-            if parent is not None and len(parent[1]) + len(parent[2]) <= SMALL_CHANGE:
-                self._sorted = _resorted(*parent)
-            else:
-                self._sorted = tuple(sorted(self._map))
-        return self._sorted
+        """The sorted terms as one tuple (O(size) on first use per version)."""
+        return self.order().flat()
+
+    def to_json(self) -> bytes:
+        """The sorted terms as a JSON array; only the chunks a change touched are encoded."""
+        if self._json is None:
+            self._json = _json_array(chunk.json() for chunk in self.order().chunks)
+        return self._json
 
     async def json_in_steps(self, step: int = 5000) -> bytes:
-        """The sorted terms as a JSON array, encoded ``step`` terms at a time with the event
-        loop free in between (one ``json.dumps`` of half a million terms holds the GIL for a
-        quarter of a second); kept with this object, so an unchanged field costs nothing next
-        time."""
+        """:meth:`to_json` with the event loop free after every ``step`` terms encoded (one
+        ``json.dumps`` of half a million terms holds the GIL for a quarter of a second)."""
         if self._json is None:
-            terms = self.sorted()
-            pieces: list[str] = []
-            for start in range(0, len(terms), step):
-                pieces.append(_dumps(terms[start : start + step])[1:-1])
-                await asyncio.sleep(0)
-            self._json = ("[" + ",".join(pieces) + "]").encode()
+            pieces: list[bytes] = []
+            pending = 0
+            for chunk in self.order().chunks:
+                if not chunk.encoded:
+                    pending += len(chunk.terms)
+                pieces.append(chunk.json())
+                if pending >= step:
+                    pending = 0
+                    await asyncio.sleep(0)
+            self._json = _json_array(pieces)
         return self._json
 
     def changed(self, added: Iterable[str], removed: Iterable[str]) -> TermSet:
@@ -142,28 +151,17 @@ class TermSet(AbstractSet[str]):
                 draft[term] = None
                 new.append(term)
         child = TermSet(draft.finish())
-        if self._sorted is not None:
-            child._parent = (self._sorted, tuple(new), gone)
+        if self._order is not None:
+            child._order = self._order.changed(new, gone)
         return child
 
 
 EMPTY_TERMS: Final = TermSet()
-SMALL_CHANGE: Final = 1000
 _ABSENT: Final = object()
 
 
-def _resorted(
-    parent: tuple[str, ...], added: tuple[str, ...], removed: tuple[str, ...]
-) -> tuple[str, ...]:
-    """``parent`` (sorted) with ``added`` inserted and ``removed`` taken out, in order."""
-    terms = list(parent)
-    for term in removed:
-        index = bisect.bisect_left(terms, term)
-        if index < len(terms) and terms[index] == term:
-            del terms[index]
-    for term in added:
-        bisect.insort(terms, term)
-    return tuple(terms)
+def _json_array(pieces: Iterable[bytes]) -> bytes:
+    return b"[" + b",".join(piece for piece in pieces if piece) + b"]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,25 +348,29 @@ class Snapshot(Mapping[str, TermSet]):
         """The same bytes as :meth:`to_json`, with the event loop free between slices."""
         encoded = self._encoded.get("json")
         if encoded is None:
-            parts = [b'{"' + META_KEY.encode() + b'":', _dumps(self.meta()).encode()]
-            for name in FIELDS:
-                parts.append(b',"' + name.encode() + b'":')
-                parts.append(await self.get(name).json_in_steps())
-            parts.append(b"}")
-            encoded = self._encoded["json"] = b"".join(parts)
+            arrays = {name: await self.get(name).json_in_steps() for name in FIELDS}
+            encoded = self._encoded["json"] = self._document(arrays)
         assert isinstance(encoded, bytes)
         return encoded
 
     def to_json(self) -> bytes:
-        """Meta first (cheap to peek at), then the six sorted lists; encoded once per object."""
+        """Meta first (cheap to peek at), then the six sorted lists; encoded once per object,
+        and a field's array only where a change touched it (see :meth:`TermSet.to_json`)."""
         encoded = self._encoded.get("json")
         if encoded is None:
-            document: dict[str, Any] = {META_KEY: self.meta()}
-            document.update({name: self.get(name).sorted() for name in FIELDS})
-            encoded = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-            self._encoded["json"] = encoded
+            arrays = {name: self.get(name).to_json() for name in FIELDS}
+            encoded = self._encoded["json"] = self._document(arrays)
         assert isinstance(encoded, bytes)
         return encoded
+
+    def _document(self, arrays: Mapping[str, bytes]) -> bytes:
+        """``{"meta": {...}, "<field>": [...], ...}``: what ``json.dumps`` of it would give."""
+        parts = [b'{"' + META_KEY.encode() + b'":', _dumps(self.meta()).encode()]
+        for name, array in arrays.items():
+            parts.append(b',"' + name.encode() + b'":')
+            parts.append(array)
+        parts.append(b"}")
+        return b"".join(parts)
 
     def memo(self, key: str) -> Any:
         """A value memoised on this snapshot (one per version), or None."""

@@ -52,7 +52,12 @@ class MatchSettings(BaseSettings):
         description='Extra abbreviations, JSON: {"Bldg": "Building", "St": ["Street", "Saint"]}.',
     )
     startup_wait_seconds: float = Field(
-        default=10.0, ge=0, description="How long startup waits for the first index."
+        default=2.0,
+        ge=0,
+        description=(
+            "How long startup waits for the first index: long enough for a demo-size vocabulary, "
+            "short enough that a large one is served (and ready) while its index still builds."
+        ),
     )
 
     @field_validator("abbreviations", mode="before")
