@@ -4,6 +4,7 @@ and pollers that send ``If-None-Match`` get a 304 until the vocabulary changes."
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import AsyncIterator
 
 import httpx
@@ -18,7 +19,7 @@ from vocabsync.main import create_app
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 from vocabsync.sorted_terms import CHUNK_TERMS, SortedTerms
-from vocabsync.vocabulary import TermSet
+from vocabsync.vocabulary import FOLD_AT, TermSet
 
 
 @pytest.fixture
@@ -124,4 +125,26 @@ def test_re_encoding_a_changed_field_costs_the_change_not_the_field(size: int) -
     fresh = [chunk for chunk in child.order().chunks if not chunk.encoded]
     assert 1 <= len(fresh) <= 3
     assert sum(len(chunk.terms) for chunk in fresh) <= 3 * CHUNK_TERMS
-    assert child.to_json() == json.dumps(sorted(child._map), separators=(",", ":")).encode()
+    assert child.to_json() == json.dumps(sorted(child.unordered()), separators=(",", ":")).encode()
+
+
+def test_a_term_set_stays_exact_through_thousands_of_changes_and_folds() -> None:
+    """Thousands of small changes (more than a fold's worth): membership, size, order and JSON
+    always match a plain set, and the changes get folded into the base instead of piling up."""
+    rng = random.Random(7)
+    pool = [f"term {n:05d}" for n in range(6000)]
+    expected = set(pool[:3000])
+    terms = TermSet(expected)
+    terms.sorted()
+    for step in range(1, 3001):
+        added, removed = set(rng.sample(pool, 2)), set(rng.sample(pool, 2))
+        terms = terms.changed(sorted(added), sorted(removed))
+        expected = (expected - removed) | added
+        probe = rng.choice(pool)
+        assert (probe in terms) == (probe in expected)
+        assert len(terms) == len(expected)
+        if step % 500 == 0:
+            assert set(terms.unordered()) == expected
+            assert terms.sorted() == tuple(sorted(expected))
+            assert json.loads(terms.to_json()) == sorted(expected)
+    assert len(terms._added) + len(terms._removed) <= FOLD_AT, "changes were folded in"
