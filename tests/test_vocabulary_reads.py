@@ -148,3 +148,20 @@ def test_a_term_set_stays_exact_through_thousands_of_changes_and_folds() -> None
             assert terms.sorted() == tuple(sorted(expected))
             assert json.loads(terms.to_json()) == sorted(expected)
     assert len(terms._added) + len(terms._removed) <= FOLD_AT, "changes were folded in"
+
+
+@pytest.mark.parametrize("bulk", [10, 5000])
+def test_a_large_change_gives_the_same_set_as_small_ones(bulk: int) -> None:
+    """A bulk import takes the rebuild path, term-by-term changes the overlays: same result,
+    with duplicates and terms both added and removed."""
+    base = {f"old {n:05d}" for n in range(4000)}
+    added = [f"new {n:05d}" for n in range(bulk)] + ["old 00001", "new 00000", "both"]
+    removed = [f"old {n:05d}" for n in range(0, 8000, 3)] + ["old 00003", "both"]
+    parent = TermSet(base)
+    parent.sorted()
+    child = parent.changed(added, removed)
+    expected = (base - set(removed)) | set(added)
+    assert set(child.unordered()) == expected
+    assert len(child) == len(expected)
+    assert child.sorted() == tuple(sorted(expected))
+    assert child == TermSet(expected)

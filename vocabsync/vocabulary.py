@@ -162,6 +162,22 @@ class TermSet(AbstractSet[str]):
     def changed(self, added: Iterable[str], removed: Iterable[str]) -> TermSet:
         """A new set with ``added`` and without ``removed`` (a term in both ends up present);
         costs what the change costs, plus now and then one fold of the changes into the base."""
+        added, removed = tuple(added), tuple(removed)
+        if len(added) + len(removed) > self._fold_limit():
+            child, new, gone = self._rebuilt(added, removed)
+        else:
+            child, new, gone = self._overlaid(added, removed)
+        if self._order is not None:
+            child._order = self._order.changed(new, gone)
+        return child
+
+    def _fold_limit(self) -> int:
+        return max(FOLD_AT, len(self._base) // 16)
+
+    def _overlaid(
+        self, added: tuple[str, ...], removed: tuple[str, ...]
+    ) -> tuple[TermSet, list[str], list[str]]:
+        """The change recorded in the overlays (folded in once they grow past the limit)."""
         base = self._base
         plus, minus = self._added.mutate(), self._removed.mutate()
         gone: list[str] = []
@@ -186,12 +202,27 @@ class TermSet(AbstractSet[str]):
             new.append(term)
         child = TermSet(base)
         child._added, child._removed = plus.finish(), minus.finish()
-        if len(child._added) + len(child._removed) > max(FOLD_AT, len(base) // 16):
+        if len(child._added) + len(child._removed) > self._fold_limit():
             child._base = frozenset(child.unordered())
             child._added = child._removed = _EMPTY_MAP
-        if self._order is not None:
-            child._order = self._order.changed(new, gone)
-        return child
+        return child, new, gone
+
+    def _rebuilt(
+        self, added: tuple[str, ...], removed: tuple[str, ...]
+    ) -> tuple[TermSet, list[str], list[str]]:
+        """A large change (a bulk import): one new base in linear time, no trie inserts."""
+        current = set(self.unordered())
+        gone: list[str] = []
+        for term in removed:
+            if term in current:
+                current.remove(term)
+                gone.append(term)
+        new: list[str] = []
+        for term in added:
+            if term not in current:
+                current.add(term)
+                new.append(term)
+        return TermSet(frozenset(current)), new, gone
 
 
 _EMPTY_MAP: Final[immutables.Map[str, None]] = immutables.Map()
