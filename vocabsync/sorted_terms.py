@@ -11,6 +11,7 @@ references, and every other chunk (with its encoding) is shared with the previou
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 from collections.abc import Collection, Iterator, Sequence
 from typing import Final
@@ -65,8 +66,7 @@ class SortedTerms:
         return self._length
 
     def __iter__(self) -> Iterator[str]:
-        for chunk in self._chunks:
-            yield from chunk.terms
+        return itertools.chain.from_iterable(chunk.terms for chunk in self._chunks)
 
     @property
     def chunks(self) -> tuple[Chunk, ...]:
@@ -112,8 +112,10 @@ class SortedTerms:
     def _merged(self, added: Collection[str], removed: Collection[str]) -> SortedTerms:
         """Rebuild in linear time: the kept terms and the sorted additions are two runs, which
         Python's sort merges without comparing within a run."""
-        gone = set(removed)
-        terms = [term for term in self if term not in gone] if gone else list(self)
+        terms = list(self)
+        if removed:
+            gone = set(removed)
+            terms = [term for term in terms if term not in gone]
         terms.extend(sorted(added))
         terms.sort()
         return SortedTerms.from_sorted(terms, self._chunk_terms)

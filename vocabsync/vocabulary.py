@@ -118,6 +118,12 @@ class TermSet(AbstractSet[str]):
 
     __hash__ = None  # type: ignore[assignment]
 
+    def frozen(self) -> frozenset[str]:
+        """The terms as a frozenset: free when no change is pending, else one O(size) copy."""
+        if not self._added and not self._removed:
+            return self._base
+        return frozenset(self.unordered())
+
     def unordered(self) -> Iterator[str]:
         """The terms in no particular order (no sort: for diffs and indexes)."""
         if self._removed:
@@ -229,6 +235,13 @@ _EMPTY_MAP: Final[immutables.Map[str, None]] = immutables.Map()
 EMPTY_TERMS: Final = TermSet()
 FOLD_AT: Final = 1024
 """Changes a set keeps beside its base before folding them in, at the least."""
+
+
+def set_difference(new: TermSet, old: TermSet) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(added, removed), each sorted, that turn ``old`` into ``new``: two C-level set
+    differences, not a Python loop over a million terms."""
+    new_terms, old_terms = new.frozen(), old.frozen()
+    return tuple(sorted(new_terms - old_terms)), tuple(sorted(old_terms - new_terms))
 
 
 def _json_array(pieces: Iterable[bytes]) -> bytes:
@@ -391,8 +404,7 @@ class Snapshot(Mapping[str, TermSet]):
             mine, theirs = self.get(name), other.get(name)
             if mine is theirs:
                 continue
-            added = tuple(sorted(t for t in theirs.unordered() if t not in mine))
-            removed = tuple(sorted(t for t in mine.unordered() if t not in theirs))
+            added, removed = set_difference(theirs, mine)
             if added or removed:
                 fields[name] = FieldDelta(added, removed)
         return Delta(fields)

@@ -28,7 +28,7 @@ from vocabsync.matching.resolve import FIELD_ORDER, Found, as_written, closest, 
 from vocabsync.matching.search import LayerSearch
 from vocabsync.matching.settings import MatchSettings
 from vocabsync.matching.text import Token, tokenize
-from vocabsync.vocabulary import FIELDS, Snapshot
+from vocabsync.vocabulary import FIELDS, Snapshot, TermSet
 
 APPLY_CHUNK = 128
 """Terms changed per turn on the lock (a few milliseconds of work)."""
@@ -101,7 +101,7 @@ class MatchIndex:
         add = self.layer.add
         count = 0
         for name in FIELDS:
-            for value in sorted(terms.get(name, ())):
+            for value in sorted(_any_order(terms.get(name, ()))):
                 add(name, value)
                 count += 1
                 if count % BUILD_CHUNK == 0:
@@ -240,3 +240,9 @@ def _without(
 def _chunks(pairs: Iterator[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
     while chunk := list(itertools.islice(pairs, APPLY_CHUNK)):
         yield chunk
+
+
+def _any_order(terms: Iterable[str]) -> Iterable[str]:
+    """A vocabulary field without asking it for its sorted order (which it would then keep up
+    to date on every change: the index sorts its own copy)."""
+    return terms.unordered() if isinstance(terms, TermSet) else terms

@@ -19,7 +19,14 @@ from typing import Final
 from vocabsync.db.identity import is_older_history, older_history_error
 from vocabsync.errors import RedisUnavailableError
 from vocabsync.services.vocabulary_log import VocabularyLog, WriteResult
-from vocabsync.vocabulary import Delta, FieldDelta, Snapshot, SnapshotFormatError, TermSet
+from vocabsync.vocabulary import (
+    Delta,
+    FieldDelta,
+    Snapshot,
+    SnapshotFormatError,
+    TermSet,
+    set_difference,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +54,7 @@ class Observation:
             if change:
                 fields[name] = change
         for name, terms in self.full.items():
-            current = state.get(name)
-            added = tuple(sorted(t for t in terms if t not in current))
-            removed = tuple(sorted(t for t in current if t not in terms))
+            added, removed = set_difference(terms, state.get(name))
             if added or removed:
                 fields[name] = FieldDelta(added, removed)
         return Delta(fields)
