@@ -18,7 +18,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vocabsync.secrets import mask_url, redact
-from vocabsync.sources import FieldSource, SourceMap
+from vocabsync.sources import FieldSource, SourceMap, check_field_name
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@localhost:5432/postgres"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -181,19 +181,29 @@ class Settings(BaseSettings):
     @field_validator("sources", mode="before")
     @classmethod
     def _parse_sources(cls, value: Any) -> SourceMap:
-        """Accept a JSON object ``{"projects": "Project.project_name", ...}`` (partial is fine)."""
+        """Accept a JSON object ``{"projects": "Project.project_name", ...}``: it remaps some of
+        the six fields (the others keep their defaults) and adds fields after them, in order."""
         if isinstance(value, SourceMap):
             return value
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = json.loads(value, object_pairs_hook=_without_repeats)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"VOCABSYNC_SOURCES is not JSON: {exc}") from exc
         if not isinstance(value, dict):
-            raise ValueError('expected a JSON object like {"projects": "Project.project_name"}')
+            raise ValueError(
+                'VOCABSYNC_SOURCES must be a JSON object like {"projects": "Project.project_name",'
+                ' "suppliers": "Supplier.supplier_name"}'
+            )
         merged = dict(SourceMap.default().sources)
         for name, spec in value.items():
-            merged[name] = spec if isinstance(spec, FieldSource) else FieldSource.parse(str(spec))
+            try:
+                check_field_name(name)
+                merged[name] = (
+                    spec if isinstance(spec, FieldSource) else FieldSource.parse(str(spec))
+                )
+            except ValueError as exc:
+                raise ValueError(f"VOCABSYNC_SOURCES: {exc}") from None
         return SourceMap(merged)
 
     @field_validator("refresh_token", "read_token", mode="before")
@@ -362,6 +372,15 @@ class Settings(BaseSettings):
     def redis_channel(self) -> str:
         """The design document's channel ``vocabulary_updated``, behind the optional prefix."""
         return f"{self.key_prefix}vocabulary_updated"
+
+
+def _without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members; a name given twice is an error (JSON would keep the last)."""
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"VOCABSYNC_SOURCES names the field(s) {repeated} more than once")
+    return dict(pairs)
 
 
 def _sentinel_address(item: str) -> SentinelAddress:

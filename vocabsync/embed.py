@@ -10,7 +10,8 @@ bridge's announcements, with PostgreSQL as fallback) and the matching index that
         vocab.on_update(lambda update: print(update.version))
 
 In a FastAPI app, include ``vocab.router`` (see :mod:`vocabsync.fastapi`). Constructing a
-``VocabSync`` connects to nothing and reads no environment: settings are read when it starts.
+``VocabSync`` connects to nothing and reads no environment: settings are read when it starts
+(or when ``router`` is first built: its schema lists the configured vocabulary fields).
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ class VocabSync:
         if self._router is None:
             from vocabsync.api.router import build_router
 
-            self._router = build_router(self.lifespan)
+            self._router = build_router(self.lifespan, self.settings.sources.fields)
         return self._router
 
     # --- reads ----------------------------------------------------------------------------------

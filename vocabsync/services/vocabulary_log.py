@@ -30,7 +30,7 @@ from redis.exceptions import RedisError, ResponseError
 from vocabsync.config import Settings
 from vocabsync.errors import RedisUnavailableError
 from vocabsync.services.redis_client import describe_redis_error
-from vocabsync.vocabulary import FIELDS, Delta, Snapshot, SnapshotFormatError
+from vocabsync.vocabulary import Delta, Snapshot, SnapshotFormatError
 
 CHUNK: Final = 5000
 """Terms per SADD when a full state is written (keeps each command and Lua call small)."""
@@ -159,7 +159,9 @@ class VocabularyLog:
         prefix = f"{settings.key_prefix}vocabsync:"
         self.head_key = f"{prefix}head"
         self.log_key = f"{prefix}log"
-        self.term_keys = [f"{prefix}terms:{name}" for name in FIELDS]
+        self.fields = settings.sources.fields
+        """The configured fields: one terms key each, in this order."""
+        self.term_keys = [f"{prefix}terms:{name}" for name in self.fields]
         self.bytes_written = 0
         """Bytes of delta and term payload sent to Redis (deterministic cost, for tests)."""
 
@@ -200,11 +202,13 @@ class VocabularyLog:
         try:
             lists = {
                 name: [term.decode() for term in found]
-                for name, found in zip(FIELDS, members, strict=True)
+                for name, found in zip(self.fields, members, strict=True)
             }
         except UnicodeDecodeError as exc:
             raise SnapshotFormatError(f"a term in Redis is not UTF-8: {exc}") from exc
-        snapshot = Snapshot.from_lists(lists, head.version, head.refreshed_at, head.identity)
+        snapshot = Snapshot.from_lists(
+            lists, head.version, head.refreshed_at, head.identity, self.fields
+        )
         return head, snapshot
 
     async def contains(self, position: str) -> bool:
@@ -247,7 +251,7 @@ class VocabularyLog:
             self.settings.log_length,
             self.settings.redis_channel,
             "*",
-            len(FIELDS),
+            len(self.fields),
             str(read_version),
             kind,
         ]
@@ -273,13 +277,13 @@ class VocabularyLog:
         try:
             result = await self.client.eval(
                 _APPEND,
-                2 + len(FIELDS),
+                2 + len(self.fields),
                 self.head_key,
                 self.log_key,
                 *self.term_keys,
                 *argv,
                 payload,
-                *FIELDS,
+                *self.fields,
             )
         except (RedisError, OSError) as exc:
             raise self._unavailable("append to the vocabulary log", exc) from None
@@ -295,7 +299,7 @@ class VocabularyLog:
         staged = [f"{key}:staged:{nonce}" for key in self.term_keys]
         written: WriteResult | None = None
         try:
-            for key, name in zip(staged, FIELDS, strict=True):
+            for key, name in zip(staged, self.fields, strict=True):
                 terms = snapshot.get(name).sorted()
                 for start in range(0, len(terms), CHUNK):
                     chunk = terms[start : start + CHUNK]
@@ -307,7 +311,7 @@ class VocabularyLog:
             written = _write_result(
                 await self.client.eval(
                     _REPLACE,
-                    2 + 2 * len(FIELDS),
+                    2 + 2 * len(self.fields),
                     self.head_key,
                     self.log_key,
                     *self.term_keys,

@@ -41,6 +41,9 @@ class VocabularyState:
         two catch-ups never interleave."""
         self._listeners: list[ChangeListener] = []
         self.on_propagated: Callable[[float], None] | None = None
+        self.foreign_fields: tuple[str, ...] = ()
+        """Fields the log changed that this instance is not configured with (its
+        VOCABSYNC_SOURCES differs from the bridge's); reported once, shown by /ready."""
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -54,6 +57,7 @@ class VocabularyState:
         if self.position == "" or entry.identity != self.snapshot.identity:
             return False
         previous = self.snapshot
+        self._note_foreign(previous.unknown_in(entry.delta))
         self.snapshot = previous.apply(
             entry.delta, entry.version, entry.refreshed_at, entry.identity
         )
@@ -90,6 +94,19 @@ class VocabularyState:
         self.full_loads += 1
         self._notify(previous, snapshot, None)
         return True
+
+    def _note_foreign(self, names: list[str]) -> None:
+        new = [name for name in names if name not in self.foreign_fields]
+        if not new:
+            return
+        self.foreign_fields = (*self.foreign_fields, *new)
+        logger.warning(
+            "the vocabulary log changes the field(s) %s, which this instance is not configured "
+            "with (it serves %s): give every instance the bridge's VOCABSYNC_SOURCES",
+            ", ".join(new),
+            ", ".join(self.snapshot.fields),
+            extra={"action": "unknown_fields_in_log", "fields": new},
+        )
 
     def _notify(self, previous: Snapshot, current: Snapshot, delta: Delta | None) -> None:
         for listener in self._listeners:
