@@ -43,7 +43,7 @@ class VocabularyState:
         self.on_propagated: Callable[[float], None] | None = None
         self.foreign_fields: tuple[str, ...] = ()
         """Fields the log changed that this instance is not configured with (its
-        VOCABSYNC_SOURCES differs from the bridge's); reported once, shown by /ready."""
+        VOCABSYNC_SOURCES differs from the bridge's); each is logged once."""
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
