@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import redis.asyncio as aioredis
 
 from tests.fixtures_app import FAST_ENV, execute, make_settings, run_cli
 from tests.waiting import wait_until
@@ -27,7 +28,9 @@ from vocabsync.config import Settings
 from vocabsync.local.processes import ManagedProcess, cli_argv, wait_http_ready
 from vocabsync.local.servers import LocalRedis, find_free_port
 from vocabsync.main import create_app
-from vocabsync.services.vocabulary_log import LogEntry
+from vocabsync.services.log_follower import catch_up
+from vocabsync.services.log_writer import LogWriter
+from vocabsync.services.vocabulary_log import LogEntry, VocabularyLog
 from vocabsync.services.vocabulary_state import VocabularyState
 from vocabsync.sources import DEFAULT_SOURCES, FieldSource, SourceMap
 from vocabsync.vocabulary import FIELDS, Delta, FieldDelta, Snapshot, SnapshotFormatError
@@ -134,6 +137,40 @@ def test_a_delta_of_an_unconfigured_field_is_left_out_and_reported_once(
     warnings = [r for r in caplog.records if "suppliers" in r.getMessage()]
     assert len(warnings) == 1
     assert "VOCABSYNC_SOURCES" in warnings[0].getMessage()
+
+
+async def test_an_instance_configured_otherwise_than_the_bridge_says_so_once(
+    redis_server: LocalRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The head names the writer's fields: a six-field instance following a seven-field bridge
+    serves its six (the log's seventh is left out) and warns once; nothing loops."""
+    seven = make_settings("postgresql://unused/db", redis_server.url, sources=SUPPLIERS)
+    six = make_settings("postgresql://unused/db", redis_server.url)
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        writer = LogWriter(VocabularyLog(client, seven))
+        await writer.catch_up()
+        first = Snapshot.from_lists({"suppliers": ["Acme"]}, 5, identity="db", fields=SEVEN)
+        await writer.write_full(first)
+        log, state = VocabularyLog(client, six), VocabularyState()
+        head = await log.head()
+        assert head is not None
+        assert head.fields == SEVEN
+        with caplog.at_level(logging.WARNING):
+            assert await catch_up(log, state)
+            await writer.write_full(
+                first.apply(Delta({"suppliers": FieldDelta(("Bolt",))}), 6, identity="db")
+            )
+            assert await catch_up(log, state)
+        assert state.snapshot.fields == FIELDS
+        assert state.snapshot.version == 6
+        differ = [
+            r for r in caplog.records if r.__dict__.get("action") == "fields_differ_from_bridge"
+        ]
+        assert len(differ) == 1
+        assert "suppliers" in differ[0].getMessage()
+    finally:
+        await client.aclose()
 
 
 def test_openapi_of_an_app_lists_the_configured_fields() -> None:

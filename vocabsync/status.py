@@ -141,6 +141,7 @@ async def _snapshot_check(settings: Settings, client: Any) -> tuple[Check, Snaps
             except SnapshotFormatError as exc:
                 found, problem = None, f"corrupted: {exc}"
             stored = found[1] if found is not None else None
+            written = found[0].fields if found is not None else None
             try:
                 current = await loader.load()
             except VocabSyncError as exc:
@@ -157,6 +158,12 @@ async def _snapshot_check(settings: Settings, client: Any) -> tuple[Check, Snaps
                     if not differing
                     else f"version {stored.version} differs from the database in "
                     f"{', '.join(differing)}"
+                )
+            if written is not None and written != log.fields:
+                level = "fail"
+                summary = (
+                    f"the bridge writes the fields {', '.join(written)}, this configuration has "
+                    f"{', '.join(log.fields)}: give every process the same VOCABSYNC_SOURCES"
                 )
             if level == "ok" or time.monotonic() >= deadline:
                 details = {"differing": differing, "items": _field_lines(settings, stored)}

@@ -5,7 +5,8 @@ Keys (all behind ``VOCABSYNC_KEY_PREFIX``):
 - ``vocabsync:terms:<field>``: one Redis set per field, the current state;
 - ``vocabsync:log``: a stream of entries, each a delta (or a *reset*: the state was replaced),
   with the position it applies on top of (``prev``), capped at ``VOCABSYNC_LOG_LENGTH`` entries;
-- ``vocabsync:head``: the position, version and database identity the state is at.
+- ``vocabsync:head``: the position, version and database identity the state is at, and the
+  fields its writer was configured with (so a reader configured otherwise can say so).
 
 A writer changes all three in one Lua script, which refuses a delta unless the head is exactly
 the position the writer computed it from (and the version does not go back), so the state and the
@@ -48,16 +49,16 @@ if same_history and head[2] then
 end
 """
 """Shared by both scripts. ARGV: expected position ('*': any), version, identity, refreshed_at,
-log length, channel, message, field count, read version, kind; version and identity compared as
-decimal strings (versions exceed Lua's exact integers)."""
+log length, channel, message, field count, read version, kind, the field names joined by commas;
+version and identity compared as decimal strings (versions exceed Lua's exact integers)."""
 
 _APPEND: Final = (
     _CHECK_HEAD
     + """
-local delta = cjson.decode(ARGV[11])
+local delta = cjson.decode(ARGV[12])
 local n = tonumber(ARGV[8])
 for i = 1, n do
-  local change = delta[ARGV[11 + i]]
+  local change = delta[ARGV[12 + i]]
   if change then
     local removed, added = change['-'], change['+']
     for j = 1, #removed, 5000 do
@@ -70,14 +71,14 @@ for i = 1, n do
 end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'prev', pos,
   'kind', 'delta', 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4], 'read', ARGV[9],
-  'delta', ARGV[11])
+  'delta', ARGV[12])
 redis.call('HSET', KEYS[1], 'pos', id, 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4],
-  'read', ARGV[9])
+  'read', ARGV[9], 'fields', ARGV[11])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'ok', id}
 """
 )
-"""KEYS: head, log, then one terms key per field. ARGV[11]: the delta's JSON; ARGV[12..]: the
+"""KEYS: head, log, then one terms key per field. ARGV[12]: the delta's JSON; ARGV[13..]: the
 field names in KEYS order."""
 
 _REPLACE: Final = (
@@ -95,7 +96,7 @@ end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'prev', pos,
   'kind', 'reset', 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4], 'read', ARGV[9])
 redis.call('HSET', KEYS[1], 'pos', id, 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4],
-  'read', ARGV[9])
+  'read', ARGV[9], 'fields', ARGV[11])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'ok', id}
 """
@@ -116,6 +117,8 @@ class Head:
     read_version: int = 0
     """The newest database version a read behind the state was taken at (``version`` can be
     higher: every entry gets a version of its own, even two read at one snapshot)."""
+    fields: tuple[str, ...] | None = None
+    """The fields the last writer was configured with (None: written before heads had them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +257,7 @@ class VocabularyLog:
             len(self.fields),
             str(read_version),
             kind,
+            ",".join(self.fields),
         ]
 
     async def append(
@@ -361,6 +365,7 @@ def _parse_head(raw: dict[Any, Any]) -> Head | None:
             identity=values.get("identity", ""),
             refreshed_at=float(values.get("at", 0.0)),
             read_version=int(values.get("read") or version),
+            fields=tuple(values["fields"].split(",")) if values.get("fields") else None,
         )
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise SnapshotFormatError(f"the vocabulary head is not ours: {exc!r}") from None

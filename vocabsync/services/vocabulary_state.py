@@ -44,6 +44,7 @@ class VocabularyState:
         self.foreign_fields: tuple[str, ...] = ()
         """Fields the log changed that this instance is not configured with (its
         VOCABSYNC_SOURCES differs from the bridge's); each is logged once."""
+        self._writer_fields: tuple[str, ...] | None = None
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -94,6 +95,20 @@ class VocabularyState:
         self.full_loads += 1
         self._notify(previous, snapshot, None)
         return True
+
+    def note_writer_fields(self, written: tuple[str, ...] | None, mine: tuple[str, ...]) -> None:
+        """Warn (once per field set) when the log's writer has other fields than this instance:
+        it serves its own fields, those the writer lacks stay empty."""
+        if written is None or written == mine or written == self._writer_fields:
+            return
+        self._writer_fields = written
+        logger.warning(
+            "the bridge writes the vocabulary fields %s, this instance is configured with %s: "
+            "give every instance the bridge's VOCABSYNC_SOURCES",
+            ", ".join(written),
+            ", ".join(mine),
+            extra={"action": "fields_differ_from_bridge", "fields": list(written)},
+        )
 
     def _note_foreign(self, names: list[str]) -> None:
         new = [name for name in names if name not in self.foreign_fields]
