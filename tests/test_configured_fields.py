@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from tests.fixtures_app import FAST_ENV, execute, make_settings, run_cli
 from tests.waiting import wait_until
 from vocabsync.config import Settings
+from vocabsync.embed import VocabSync
 from vocabsync.local.processes import ManagedProcess, cli_argv, wait_http_ready
 from vocabsync.local.servers import LocalRedis, find_free_port
 from vocabsync.main import create_app
@@ -97,6 +98,23 @@ def test_the_six_cannot_be_left_out_of_a_source_map() -> None:
     partial = {name: source for name, source in DEFAULT_SOURCES.items() if name != "projects"}
     with pytest.raises(ValueError, match=r"must include the fields \['projects'\]"):
         SourceMap(partial)
+
+
+def test_the_router_of_an_app_reads_only_the_sources_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An app includes the router at import: its fields come from VOCABSYNC_SOURCES (or .env)
+    alone, never from the whole settings (which may not be valid yet)."""
+    monkeypatch.chdir(tmp_path)
+    explicit = VocabSync.from_settings(settings_with(SUPPLIERS))
+    monkeypatch.setenv("VOCABSYNC_NETWORK_TIMEOUT", "not-a-number")
+    monkeypatch.delenv("VOCABSYNC_SOURCES", raising=False)
+    assert VocabSync.from_settings().fields == FIELDS
+    (tmp_path / ".env").write_text(f"VOCABSYNC_SOURCES='{SUPPLIERS}'\n")
+    assert VocabSync.from_settings().fields == SEVEN
+    monkeypatch.setenv("VOCABSYNC_SOURCES", '{"zeta": "Z.z"}')
+    assert VocabSync.from_settings().fields == (*FIELDS, "zeta")
+    assert explicit.fields == SEVEN
 
 
 # --- the snapshot carries its fields ----------------------------------------------------------
