@@ -20,14 +20,14 @@ from vocabsync.local.servers import LocalRedis
 from vocabsync.main import create_app
 from vocabsync.vocabulary import FIELDS, Snapshot
 
-COUNT_KEYS = {
+COUNT_KEYS = [  # the design document's order, kept byte for byte
     "projects",
     "project_locations",
     "expense_categories",
     "cashflow_categories",
     "expense_files",
     "cashflow_files",
-}
+]
 
 
 @asynccontextmanager
@@ -116,7 +116,7 @@ async def test_manual_refresh_updates_cache_and_redis(
     expected = expected_vocabulary(db_url)
     assert body["success"] is True
     assert body["message"] == "Vocabulary cache refreshed successfully"
-    assert set(body["vocabulary_counts"]) == COUNT_KEYS
+    assert list(body["vocabulary_counts"]) == COUNT_KEYS
     assert body["vocabulary_counts"] == {k: len(v) for k, v in expected.items()}
     redis = aioredis.Redis.from_url(settings.redis_connection_url)
     try:

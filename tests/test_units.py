@@ -153,7 +153,9 @@ def test_sources_are_configured_in_one_place() -> None:
     assert SourceMap.default().is_default
 
 
-@pytest.mark.parametrize("bad", ['{"nope": "A.b"}', '{"projects": "no_dot"}', "not json", "[1, 2]"])
+@pytest.mark.parametrize(
+    "bad", ['{"No pe": "A.b"}', '{"projects": "no_dot"}', "not json", "[1, 2]"]
+)
 def test_bad_sources_are_refused_early(bad: str) -> None:
     with pytest.raises(ValueError, match=r"sources|Table\.column|JSON|fields"):
         settings(sources=bad)

@@ -9,16 +9,19 @@ Everything specific to this tool is prefixed ``VOCABSYNC_``. Constructing settin
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
+from dotenv import dotenv_values
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vocabsync.secrets import mask_url, redact
-from vocabsync.sources import FieldSource, SourceMap
+from vocabsync.sources import FieldSource, SourceMap, check_field_name
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@localhost:5432/postgres"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -65,6 +68,9 @@ def writable_conninfo(conninfo: str) -> str:
 
 
 SentinelAddress = tuple[str, int]
+
+
+SOURCES_VARIABLE = "VOCABSYNC_SOURCES"
 
 
 def _env(*names: str) -> AliasChoices:
@@ -124,7 +130,7 @@ class Settings(BaseSettings):
         default="delta", validation_alias=_env("VOCABSYNC_TRIGGER_MODE")
     )
     sources: Annotated[SourceMap, NoDecode] = Field(
-        default_factory=SourceMap.default, validation_alias=_env("VOCABSYNC_SOURCES")
+        default_factory=SourceMap.default, validation_alias=_env(SOURCES_VARIABLE)
     )
 
     # --- Timing -----------------------------------------------------------------------------
@@ -181,20 +187,9 @@ class Settings(BaseSettings):
     @field_validator("sources", mode="before")
     @classmethod
     def _parse_sources(cls, value: Any) -> SourceMap:
-        """Accept a JSON object ``{"projects": "Project.project_name", ...}`` (partial is fine)."""
-        if isinstance(value, SourceMap):
-            return value
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"VOCABSYNC_SOURCES is not JSON: {exc}") from exc
-        if not isinstance(value, dict):
-            raise ValueError('expected a JSON object like {"projects": "Project.project_name"}')
-        merged = dict(SourceMap.default().sources)
-        for name, spec in value.items():
-            merged[name] = spec if isinstance(spec, FieldSource) else FieldSource.parse(str(spec))
-        return SourceMap(merged)
+        """Accept a JSON object ``{"projects": "Project.project_name", ...}``: it remaps some of
+        the six fields (the others keep their defaults) and adds fields after them, in order."""
+        return parse_sources(value)
 
     @field_validator("refresh_token", "read_token", mode="before")
     @classmethod
@@ -362,6 +357,57 @@ class Settings(BaseSettings):
     def redis_channel(self) -> str:
         """The design document's channel ``vocabulary_updated``, behind the optional prefix."""
         return f"{self.key_prefix}vocabulary_updated"
+
+
+def parse_sources(value: Any) -> SourceMap:
+    """VOCABSYNC_SOURCES: a JSON object ``{"projects": "Project.project_name", ...}`` that remaps
+    some of the six fields (the others keep their defaults) and adds fields after them, in order."""
+    if isinstance(value, SourceMap):
+        return value
+    if isinstance(value, str):
+        try:
+            value = json.loads(value, object_pairs_hook=_without_repeats)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"VOCABSYNC_SOURCES is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(
+            'VOCABSYNC_SOURCES must be a JSON object like {"projects": "Project.project_name",'
+            ' "suppliers": "Supplier.supplier_name"}'
+        )
+    merged = dict(SourceMap.default().sources)
+    for name, spec in value.items():
+        try:
+            check_field_name(name)
+            merged[name] = spec if isinstance(spec, FieldSource) else FieldSource.parse(str(spec))
+        except ValueError as exc:
+            raise ValueError(f"VOCABSYNC_SOURCES: {exc}") from None
+    return SourceMap(merged)
+
+
+def sources_from_environment(env_file: str = ".env") -> SourceMap:
+    """VOCABSYNC_SOURCES alone, from the environment or ``env_file`` as :class:`Settings` reads it.
+
+    For what must know the fields before the settings are read: an API router's schema lists
+    them, and an app includes the router when it is built, often at import, when reading the
+    whole settings (and failing on an unrelated one) is not wanted.
+    """
+    for name, value in os.environ.items():
+        if name.upper() == SOURCES_VARIABLE:
+            return parse_sources(value)
+    if Path(env_file).is_file():
+        for name, found in dotenv_values(env_file).items():
+            if name.upper() == SOURCES_VARIABLE and found is not None:
+                return parse_sources(found)
+    return SourceMap.default()
+
+
+def _without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members; a name given twice is an error (JSON would keep the last)."""
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"VOCABSYNC_SOURCES names the field(s) {repeated} more than once")
+    return dict(pairs)
 
 
 def _sentinel_address(item: str) -> SentinelAddress:

@@ -10,7 +10,8 @@ bridge's announcements, with PostgreSQL as fallback) and the matching index that
         vocab.on_update(lambda update: print(update.version))
 
 In a FastAPI app, include ``vocab.router`` (see :mod:`vocabsync.fastapi`). Constructing a
-``VocabSync`` connects to nothing and reads no environment: settings are read when it starts.
+``VocabSync`` connects to nothing and reads no environment: settings are read when it starts
+(building ``router`` reads only VOCABSYNC_SOURCES: its schema lists the vocabulary fields).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from vocabsync.config import Settings
+from vocabsync.config import Settings, sources_from_environment
 from vocabsync.matching.model import Match
 from vocabsync.matching.settings import MatchSettings
 from vocabsync.services.entity_matcher import EntityMatcher
@@ -83,6 +84,13 @@ class VocabSync:
         starts, not now, so it may be created at import time.
         """
         return cls(RedisVocabularyCache(settings), EntityMatcher(match_settings))
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The configured vocabulary fields (from the settings if given, else from
+        VOCABSYNC_SOURCES alone, so building the router reads no other setting)."""
+        settings = self.cache.given_settings
+        return (settings.sources if settings else sources_from_environment()).fields
 
     @property
     def settings(self) -> Settings:
@@ -184,7 +192,7 @@ class VocabSync:
         if self._router is None:
             from vocabsync.api.router import build_router
 
-            self._router = build_router(self.lifespan)
+            self._router = build_router(self.lifespan, self.fields)
         return self._router
 
     # --- reads ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def create_router(vocab: VocabSync) -> APIRouter:
 
     ``vocab.router`` is the same, built once; use this for a second copy (another prefix).
     """
-    return build_router(vocab.lifespan)
+    return build_router(vocab.lifespan, vocab.fields)
 
 
 def get_vocabsync(request: Request) -> VocabSync:

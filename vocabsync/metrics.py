@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from vocabsync.vocabulary import FIELDS, Snapshot
+from vocabsync.vocabulary import Snapshot
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 LINKS: Final = ("postgres", "redis")
@@ -140,7 +140,7 @@ class StatsCollector(Collector):
             "vocabsync_vocabulary_terms",
             "Terms per vocabulary field.",
             "field",
-            {name: float(len(snapshot.get(name))) for name in FIELDS},
+            {name: float(len(terms)) for name, terms in snapshot.terms.items()},
         )
 
 

@@ -23,7 +23,7 @@ from vocabsync.services.heartbeat import read_heartbeats, stale_after
 from vocabsync.services.redis_client import describe_redis_error, redis_client
 from vocabsync.services.vocabulary_loader import VocabularyLoader
 from vocabsync.services.vocabulary_log import VocabularyLog
-from vocabsync.vocabulary import FIELDS, Snapshot, SnapshotFormatError
+from vocabsync.vocabulary import Snapshot, SnapshotFormatError
 
 Level = Literal["ok", "warn", "fail"]
 SETTLE_SECONDS = 3.0
@@ -141,6 +141,7 @@ async def _snapshot_check(settings: Settings, client: Any) -> tuple[Check, Snaps
             except SnapshotFormatError as exc:
                 found, problem = None, f"corrupted: {exc}"
             stored = found[1] if found is not None else None
+            written = found[0].fields if found is not None else None
             try:
                 current = await loader.load()
             except VocabSyncError as exc:
@@ -148,9 +149,9 @@ async def _snapshot_check(settings: Settings, client: Any) -> tuple[Check, Snaps
             if stored is None:
                 summary = f"the vocabulary state in Redis ({log.head_key}) is {problem}"
                 level: Level = "fail"
-                differing: list[str] = list(FIELDS)
+                differing: list[str] = list(current.fields)
             else:
-                differing = [name for name in FIELDS if stored.get(name) != current.get(name)]
+                differing = [name for name in current.fields if stored[name] != current[name]]
                 level = "fail" if differing else "ok"
                 summary = (
                     f"version {stored.version} equals the database"
@@ -158,8 +159,15 @@ async def _snapshot_check(settings: Settings, client: Any) -> tuple[Check, Snaps
                     else f"version {stored.version} differs from the database in "
                     f"{', '.join(differing)}"
                 )
+            if written is not None and written != log.fields:
+                level = "fail"
+                summary = (
+                    f"the bridge writes the fields {', '.join(written)}, this configuration has "
+                    f"{', '.join(log.fields)}: give every process the same VOCABSYNC_SOURCES"
+                )
             if level == "ok" or time.monotonic() >= deadline:
-                return Check("snapshot", level, summary, {"differing": differing}), stored
+                details = {"differing": differing, "items": _field_lines(settings, stored)}
+                return Check("snapshot", level, summary, details), stored
             await asyncio.sleep(0.25)
 
 
@@ -201,6 +209,16 @@ async def _instance_check(settings: Settings, client: Any, stored: Snapshot | No
             details,
         )
     return Check("instances", "ok", f"{len(instances)} serving version {target}", details)
+
+
+def _field_lines(settings: Settings, stored: Snapshot | None) -> list[str]:
+    """One line per configured field: where it comes from and how many terms Redis holds."""
+    added = settings.sources.added
+    return [
+        f"{name} ({source}{', added by VOCABSYNC_SOURCES' if name in added else ''}): "
+        f"{'-' if stored is None else len(stored[name])} terms"
+        for name, source in settings.sources.sources.items()
+    ]
 
 
 def _age(heartbeat: dict[str, Any], now: float) -> float:

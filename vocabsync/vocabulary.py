@@ -1,4 +1,8 @@
-"""The vocabulary: six sets of terms, one immutable :class:`Snapshot` per version, and deltas.
+"""The vocabulary: sets of terms, one immutable :class:`Snapshot` per version, and deltas.
+
+The fields are configuration (:class:`~vocabsync.sources.SourceMap`): the design document's six
+(:data:`FIELDS`), then any a deployment adds. A snapshot carries its own field names, so code that
+serialises or compares it never needs to know which fields are configured.
 
 A snapshot is never mutated. Applying a :class:`Delta` makes a new snapshot that shares every
 unchanged field with the old one, and changed fields are persistent maps (``immutables.Map``, a
@@ -33,13 +37,14 @@ FieldName = Literal[
     "expense_categories",
     "cashflow_categories",
 ]
-"""The six vocabulary fields, as a type (API schemas validate against it)."""
+"""The design document's six fields, as a type (configured fields can add more)."""
 
 FIELDS: Final[tuple[str, ...]] = get_args(FieldName)
-"""The six vocabulary fields, in the order of the design document's data model."""
+"""The design document's six fields, in its data model's order: the default field set, and the
+first fields of every configured one."""
 
 META_KEY: Final = "meta"
-"""Top-level key of the snapshot's metadata in the Redis JSON value, beside the six lists."""
+"""Top-level key of the snapshot's metadata in the Redis JSON value, beside the field lists."""
 
 IN_PROGRESS_BITS: Final = 20
 """PostgreSQL caps backends (and so prepared plus running transactions) far below 2**20."""
@@ -282,12 +287,16 @@ class Delta:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Delta:
-        """Parse a log entry's delta, refusing anything that is not exactly one."""
+        """Parse a log entry's delta, refusing anything that is not exactly one.
+
+        Any field name is read (the writer may be configured with fields this process is not):
+        a snapshot applies the fields it has and leaves the others out.
+        """
         document = _json_object(raw, "delta")
         fields: dict[str, FieldDelta] = {}
         for name, change in document.items():
-            if name not in FIELDS or not isinstance(change, dict):
-                raise SnapshotFormatError(f"delta names an unknown field {name!r}")
+            if not isinstance(change, dict):
+                raise SnapshotFormatError(f"delta of {name!r} is not an object")
             added, removed = change.get("+", []), change.get("-", [])
             if not _is_term_list(added) or not _is_term_list(removed):
                 raise SnapshotFormatError(f"delta of {name!r} is not two lists of strings")
@@ -297,11 +306,11 @@ class Delta:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Snapshot(Mapping[str, TermSet]):
-    """An immutable vocabulary: the six term sets, read at one version of one database.
+    """An immutable vocabulary: one term set per field, read at one version of one database.
 
     A read-only mapping from field name to its :class:`TermSet`, so ``snapshot["projects"]``,
     ``"X" in snapshot["projects"]`` and comparing with the design document's dict of lists work
-    without copying anything.
+    without copying anything. Its fields are the keys of ``terms``, in order.
     """
 
     terms: Mapping[str, TermSet]
@@ -312,9 +321,9 @@ class Snapshot(Mapping[str, TermSet]):
     """Per-object memo of encodings (the JSON body is computed once per version)."""
 
     @classmethod
-    def empty(cls) -> Snapshot:
-        """A snapshot that holds nothing and has no version (nothing loaded yet)."""
-        return cls(terms={name: EMPTY_TERMS for name in FIELDS}, refreshed_at=0.0)
+    def empty(cls, fields: Iterable[str] = FIELDS) -> Snapshot:
+        """A snapshot of ``fields`` that holds nothing and has no version (nothing loaded yet)."""
+        return cls(terms=dict.fromkeys(fields, EMPTY_TERMS), refreshed_at=0.0)
 
     @classmethod
     def from_lists(
@@ -323,13 +332,16 @@ class Snapshot(Mapping[str, TermSet]):
         version: int,
         refreshed_at: float | None = None,
         identity: str = "",
+        fields: Iterable[str] = FIELDS,
     ) -> Snapshot:
-        """A snapshot of ``lists`` (fields not given are empty), read at ``version``."""
-        unknown = set(lists) - set(FIELDS)
+        """A snapshot of ``fields`` with the terms of ``lists`` (fields not given are empty),
+        read at ``version``."""
+        names = tuple(fields)
+        unknown = set(lists) - set(names)
         if unknown:
             raise ValueError(f"unknown vocabulary fields: {sorted(unknown)}")
         return cls(
-            terms={name: TermSet(lists.get(name, ())) for name in FIELDS},
+            terms={name: TermSet(lists.get(name, ())) for name in names},
             version=version,
             identity=identity,
             refreshed_at=time.time() if refreshed_at is None else refreshed_at,
@@ -341,40 +353,46 @@ class Snapshot(Mapping[str, TermSet]):
         return self.version > 0
 
     @property
+    def fields(self) -> tuple[str, ...]:
+        """The field names, in order (the design document's six, then configured ones)."""
+        return tuple(self.terms)
+
+    @property
     def versions(self) -> dict[str, int]:
         """Per-field versions (all fields of a snapshot are read at the same version)."""
-        return dict.fromkeys(FIELDS, self.version)
+        return dict.fromkeys(self.terms, self.version)
 
     def get(self, name: str, default: Any = EMPTY_TERMS) -> TermSet:
         return self.terms.get(name, default)
 
     def __getitem__(self, name: str) -> TermSet:
-        if name not in FIELDS:
-            raise KeyError(name)
-        return self.terms.get(name, EMPTY_TERMS)
+        return self.terms[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(FIELDS)
+        return iter(self.terms)
 
     def __len__(self) -> int:
-        return len(FIELDS)
+        return len(self.terms)
 
     __hash__ = object.__hash__
 
     def counts(self) -> dict[str, int]:
-        return {name: len(self.get(name)) for name in FIELDS}
+        return {name: len(terms) for name, terms in self.terms.items()}
 
     @property
     def size(self) -> int:
         return sum(len(terms) for terms in self.terms.values())
 
     def as_lists(self) -> dict[str, list[str]]:
-        """The design document's data model: six sorted lists (a copy: O(size), for callers
-        that need lists; hot paths use the snapshot itself or :meth:`to_json`)."""
-        return {name: list(self.get(name).sorted()) for name in FIELDS}
+        """The design document's data model: one sorted list per field (a copy: O(size), for
+        callers that need lists; hot paths use the snapshot itself or :meth:`to_json`)."""
+        return {name: list(terms.sorted()) for name, terms in self.terms.items()}
 
     def same_terms(self, other: Snapshot) -> bool:
-        return all(self.get(name) == other.get(name) for name in FIELDS)
+        """Same fields with the same terms."""
+        return self.fields == other.fields and all(
+            terms == other.get(name) for name, terms in self.terms.items()
+        )
 
     # --- deltas ------------------------------------------------------------------------------
 
@@ -385,10 +403,11 @@ class Snapshot(Mapping[str, TermSet]):
         refreshed_at: float | None = None,
         identity: str | None = None,
     ) -> Snapshot:
-        """The snapshot after ``delta``; unchanged fields are shared, not copied."""
+        """The snapshot after ``delta``; unchanged fields are shared, not copied. A field the
+        snapshot does not have is left out (see :meth:`unknown_in`)."""
         terms = dict(self.terms)
         for name, change in delta.fields.items():
-            if change:
+            if change and name in terms:
                 terms[name] = self.get(name).changed(change.added, change.removed)
         return Snapshot(
             terms=terms,
@@ -397,10 +416,15 @@ class Snapshot(Mapping[str, TermSet]):
             refreshed_at=time.time() if refreshed_at is None else refreshed_at,
         )
 
+    def unknown_in(self, delta: Delta) -> list[str]:
+        """The fields ``delta`` changes that this snapshot does not have (its writer was
+        configured with other fields)."""
+        return [name for name in delta.fields if name not in self.terms]
+
     def delta_to(self, other: Snapshot) -> Delta:
         """The delta that turns this snapshot's terms into ``other``'s (O(size): for resyncs)."""
         fields: dict[str, FieldDelta] = {}
-        for name in FIELDS:
+        for name in other.fields:
             mine, theirs = self.get(name), other.get(name)
             if mine is theirs:
                 continue
@@ -431,17 +455,17 @@ class Snapshot(Mapping[str, TermSet]):
         """The same bytes as :meth:`to_json`, with the event loop free between slices."""
         encoded = self._encoded.get("json")
         if encoded is None:
-            arrays = {name: await self.get(name).json_in_steps() for name in FIELDS}
+            arrays = {name: await terms.json_in_steps() for name, terms in self.terms.items()}
             encoded = self._encoded["json"] = self._document(arrays)
         assert isinstance(encoded, bytes)
         return encoded
 
     def to_json(self) -> bytes:
-        """Meta first (cheap to peek at), then the six sorted lists; encoded once per object,
+        """Meta first (cheap to peek at), then the fields' sorted lists; encoded once per object,
         and a field's array only where a change touched it (see :meth:`TermSet.to_json`)."""
         encoded = self._encoded.get("json")
         if encoded is None:
-            arrays = {name: self.get(name).to_json() for name in FIELDS}
+            arrays = {name: terms.to_json() for name, terms in self.terms.items()}
             encoded = self._encoded["json"] = self._document(arrays)
         assert isinstance(encoded, bytes)
         return encoded
@@ -464,8 +488,10 @@ class Snapshot(Mapping[str, TermSet]):
         return value
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> Snapshot:
-        """Parse a Redis value, refusing anything that is not exactly a snapshot."""
+    def from_json(cls, raw: bytes | str, fields: Iterable[str] = FIELDS) -> Snapshot:
+        """Parse a Redis value, refusing anything that is not exactly a snapshot of ``fields``
+        (lists of other fields are left out)."""
+        names = tuple(fields)
         document = _json_object(raw, "value")
         meta = document.get(META_KEY)
         if not isinstance(meta, dict):
@@ -480,13 +506,17 @@ class Snapshot(Mapping[str, TermSet]):
         if not isinstance(identity, str):
             raise SnapshotFormatError("meta.identity is not a string")
         lists: dict[str, list[str]] = {}
-        for name in FIELDS:
+        for name in names:
             values = document.get(name)
+            if values is None:
+                raise SnapshotFormatError(
+                    f"no {name!r} list (was it written with another VOCABSYNC_SOURCES?)"
+                )
             if not isinstance(values, list) or not _is_term_list(values):
                 raise SnapshotFormatError(f"{name!r} is not a list of strings")
             lists[name] = values
         assert isinstance(refreshed_at, int | float)
-        return cls.from_lists(lists, version, float(refreshed_at), identity)
+        return cls.from_lists(lists, version, float(refreshed_at), identity, names)
 
 
 def _dumps(value: object) -> str:

@@ -391,7 +391,7 @@ def _missing_table_problem(sources: SourceMap, table: str) -> str:
     fields = ", ".join(sources.fields_of(table))
     remedy = (
         "run `vocabsync migrate` (it creates the default tables) or fix VOCABSYNC_SOURCES"
-        if sources.is_default
+        if sources.defaults_unchanged and table in SourceMap.default().tables
         else "fix VOCABSYNC_SOURCES or create the table"
     )
     return f"table {quote_ident(table)} (vocabulary fields: {fields}) does not exist: {remedy}"

@@ -202,10 +202,10 @@ async def _migrate(
             if await cursor.fetchone() is not None:
                 already.append(name)
                 continue
-            if name.endswith(BASE_SCHEMA_SUFFIX) and not settings.sources.is_default:
+            if name.endswith(BASE_SCHEMA_SUFFIX) and not settings.sources.defaults_unchanged:
                 logger.info(
-                    "skipping %s: VOCABSYNC_SOURCES names other tables, so the default ones are "
-                    "not created",
+                    "skipping %s: VOCABSYNC_SOURCES maps the six fields to other tables, so the "
+                    "default ones are not created",
                     name,
                     extra={"action": "migration_skipped", "migration": name},
                 )

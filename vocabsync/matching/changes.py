@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vocabsync.vocabulary import FIELDS, Snapshot
+from vocabsync.vocabulary import Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +21,7 @@ class FieldChange:
 def diff(previous: Snapshot, current: Snapshot) -> dict[str, FieldChange]:
     """Per field, the terms ``current`` has that ``previous`` lacks and the other way round."""
     out: dict[str, FieldChange] = {}
-    for name in FIELDS:
+    for name in current.fields:
         before, after = previous.get(name), current.get(name)
         if before is after or before == after:
             continue

@@ -24,7 +24,7 @@ from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, 
 from vocabsync.matching.abbreviations import Abbreviations
 from vocabsync.matching.layer import Layer
 from vocabsync.matching.model import Match
-from vocabsync.matching.resolve import FIELD_ORDER, Found, as_written, closest, resolve
+from vocabsync.matching.resolve import Found, as_written, closest, resolve
 from vocabsync.matching.search import LayerSearch
 from vocabsync.matching.settings import MatchSettings
 from vocabsync.matching.text import Token, tokenize
@@ -49,10 +49,14 @@ class MatchIndex:
         abbreviations: Abbreviations | None = None,
         *,
         version: int = 0,
+        fields: Sequence[str] = FIELDS,
     ) -> None:
         self.settings = settings
         self.abbreviations = abbreviations or Abbreviations.build(settings.abbreviations)
-        self.layer = Layer(self.abbreviations, settings.min_typo_length)
+        self.fields = tuple(fields)
+        """The vocabulary's fields, in order: the entity types this index finds."""
+        self.order = {name: index for index, name in enumerate(self.fields)}
+        self.layer = Layer(self.abbreviations, settings.min_typo_length, self.fields)
         self.version = version
         self.lock = threading.Lock()
         # Terms of a change in flight: added but not yet published, removed but not yet gone.
@@ -77,7 +81,7 @@ class MatchIndex:
         settings: MatchSettings,
         abbreviations: Abbreviations | None = None,
     ) -> MatchIndex:
-        index = cls(settings, abbreviations, version=version)
+        index = cls(settings, abbreviations, version=version, fields=fields_of(terms))
         for _ in index.fill_steps(terms):
             pass
         return index
@@ -100,7 +104,7 @@ class MatchIndex:
         walked (a seventh faster at a million terms)."""
         add = self.layer.add
         count = 0
-        for name in FIELDS:
+        for name in self.fields:
             for value in sorted(_any_order(terms.get(name, ()))):
                 add(name, value)
                 count += 1
@@ -120,16 +124,16 @@ class MatchIndex:
         layer = self.layer
         if size <= APPLY_CHUNK:
             with self.lock:
-                for field, value in _pairs(removals):
+                for field, value in self._pairs(removals):
                     layer.remove(field, value)
-                for field, value in _pairs(added):
+                for field, value in self._pairs(added):
                     layer.add(field, value)
                 self.version = version
             return size
         hidden: dict[str, set[str]] = {name: set() for name in added}
         with self.lock:
             self._hidden = hidden
-        for chunk in _chunks(_pairs(added)):
+        for chunk in _chunks(self._pairs(added)):
             with self.lock:
                 for field, value in chunk:
                     if layer.add(field, value):
@@ -139,7 +143,7 @@ class MatchIndex:
         with self.lock:  # publish: the new terms appear, the removed ones disappear, at once
             self._hidden, self._dead, self.version = {}, dead, version
         yield
-        for chunk in _chunks(_pairs(removals)):
+        for chunk in _chunks(self._pairs(removals)):
             with self.lock:
                 for field, value in chunk:
                     layer.remove(field, value)
@@ -166,7 +170,7 @@ class MatchIndex:
 
     def present(self) -> dict[str, set[str]]:
         """The terms indexed now, per field (the worker's view; for a reload's comparison)."""
-        return {name: set(self.layer.terms(name)) for name in FIELDS}
+        return {name: set(self.layer.terms(name)) for name in self.fields}
 
     # --- matching ---------------------------------------------------------------------------
 
@@ -181,14 +185,14 @@ class MatchIndex:
     ) -> tuple[list[Match], int]:
         """The matches and the vocabulary version they reflect."""
         tokens = tokenize(text)
-        wanted = list(FIELDS) if fields is None else [f for f in FIELDS if f in set(fields)]
+        wanted = list(self.fields) if fields is None else [f for f in self.fields if f in fields]
         with self.lock:
             found = self._search(tokens, wanted) if tokens else []
             version = self.version
-        chosen = resolve([as_written(f, text) for f in found])
+        chosen = resolve([as_written(f, text) for f in found], self.order)
         if limit is not None and len(chosen) > limit:
             chosen = sorted(chosen, key=lambda f: (-f.score, f.start))[:limit]
-        chosen.sort(key=lambda f: (f.start, f.end, FIELD_ORDER[f.field]))
+        chosen.sort(key=lambda f: (f.start, f.end, self.order[f.field]))
         matches = [
             Match(f.field, f.value, text[f.start : f.end], f.start, f.end, f.score) for f in chosen
         ]
@@ -217,12 +221,18 @@ class MatchIndex:
             out.append(Found(candidate.field, value, start, end, candidate.score, candidate.exact))
         return out
 
+    def _pairs(self, terms: Mapping[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
+        """(field, term) for this index's fields, in field order (other keys are not
+        vocabulary)."""
+        for name in self.fields:
+            for value in terms.get(name, ()):
+                yield name, value
 
-def _pairs(terms: Mapping[str, Iterable[str]]) -> Iterator[tuple[str, str]]:
-    """(field, term) for the known fields, in field order (other keys are not vocabulary)."""
-    for name in FIELDS:
-        for value in terms.get(name, ()):
-            yield name, value
+
+def fields_of(terms: Terms) -> tuple[str, ...]:
+    """The fields of a vocabulary given as field -> terms: the design document's six, then any
+    other (configured) fields it has, in its order."""
+    return FIELDS + tuple(name for name in terms if name not in FIELDS)
 
 
 def _without(

@@ -9,26 +9,27 @@ fresh one would).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from vocabsync.matching.abbreviations import Abbreviations
 from vocabsync.matching.lexicon import Lexicon
 from vocabsync.matching.text import words
 from vocabsync.matching.trie import NONE, Trie
-from vocabsync.vocabulary import FIELDS
 
 MAX_READINGS = 4
 """Readings indexed per term when abbreviations are ambiguous ("St." street or saint)."""
 
 
 class Layer:
-    """Lexicon + one trie per field. Single writer; readers are kept out during a change by the
-    index's lock."""
+    """Lexicon + one trie per field (the vocabulary's fields: each is an entity type). Single
+    writer; readers are kept out during a change by the index's lock."""
 
-    def __init__(self, abbreviations: Abbreviations, min_typo_length: int) -> None:
+    def __init__(
+        self, abbreviations: Abbreviations, min_typo_length: int, fields: Iterable[str]
+    ) -> None:
         self.abbreviations = abbreviations
         self.lexicon = Lexicon(min_typo_length)
-        self.tries: dict[str, Trie] = {name: Trie(self.lexicon) for name in FIELDS}
+        self.tries: dict[str, Trie] = {name: Trie(self.lexicon) for name in fields}
         tries = tuple(self.tries.values())
         self.lexicon.in_use = lambda word_id: any(trie.has_word(word_id) for trie in tries)
         self.term_count = 0

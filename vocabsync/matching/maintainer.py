@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from vocabsync.backoff import Backoff
 from vocabsync.matching.abbreviations import Abbreviations
 from vocabsync.matching.changes import diff
-from vocabsync.matching.index import MatchIndex
+from vocabsync.matching.index import MatchIndex, fields_of
 from vocabsync.matching.settings import MatchSettings
-from vocabsync.vocabulary import FIELDS, Snapshot
+from vocabsync.vocabulary import Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class IndexMaintainer:
             self._snapshot = None
             return _Job(op, self._apply(op, index), None)
         index = self.index
-        if index is not None and not op.rebuild:
+        if index is not None and not op.rebuild and index.fields == fields_of(op.terms):
             previous, self._snapshot = self._snapshot, None
             if previous is not None and op.snapshot is not None:
                 changes = diff(previous, op.snapshot)
@@ -257,15 +257,17 @@ class IndexMaintainer:
                 )
             terms = _materialise(op.terms)
             present = index.present()
-            added = {name: set(terms[name]).difference(present[name]) for name in FIELDS}
-            removed = {name: present[name].difference(terms[name]) for name in FIELDS}
+            added = {name: set(terms[name]).difference(present[name]) for name in terms}
+            removed = {name: present[name].difference(terms[name]) for name in terms}
             changed = sum(map(len, added.values())) + sum(map(len, removed.values()))
             total = max(index.term_count, sum(map(len, terms.values())), 1)
             if changed < RELOAD_AS_DELTA_SHARE * total:
                 return _Job(op, self._reload(op, index, added, removed), None)
             op.terms = terms
         self._snapshot = None
-        fresh = MatchIndex(self.settings, self.abbreviations, version=op.version)
+        fresh = MatchIndex(
+            self.settings, self.abbreviations, version=op.version, fields=fields_of(op.terms)
+        )
         return _Job(op, self._build(op, fresh), fresh)
 
     def _step(self) -> None:
@@ -370,5 +372,5 @@ class IndexMaintainer:
 
 
 def _materialise(terms: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
-    """The six fields as tuples: read once, so an iterator or a retry sees the same terms."""
-    return {name: tuple(terms.get(name, ())) for name in FIELDS}
+    """The fields as tuples: read once, so an iterator or a retry sees the same terms."""
+    return {name: tuple(terms.get(name, ())) for name in fields_of(terms)}

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from rapidfuzz.distance import Levenshtein
 
 from vocabsync.matching.text import Token, words
-from vocabsync.vocabulary import FIELDS
-
-FIELD_ORDER = {name: index for index, name in enumerate(FIELDS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +37,11 @@ def as_written(found: Found, text: str) -> Found:
     return found
 
 
-def resolve(found: list[Found]) -> list[Found]:
+def resolve(found: list[Found], order: Mapping[str, int]) -> list[Found]:
     """Drop guesses that tie, then keep the longest, then best-scoring, of overlapping matches.
 
-    The same words in several fields (a category in both lists) yield one match per field.
+    The same words in several fields (a category in both lists) yield one match per field;
+    ``order`` (field -> position among the fields) breaks the remaining ties.
     """
     best: dict[tuple[str, str, int, int], Found] = {}
     for item in found:
@@ -59,7 +57,7 @@ def resolve(found: list[Found]) -> list[Found]:
         for items in by_place.values()
         if len(items) == 1 or any(item.exact for item in items)
     ]
-    unambiguous.sort(key=lambda f: (-(f.end - f.start), -f.score, f.start, FIELD_ORDER[f.field]))
+    unambiguous.sort(key=lambda f: (-(f.end - f.start), -f.score, f.start, order[f.field]))
     chosen: list[Found] = []
     for item in unambiguous:
         clash = False

@@ -36,7 +36,6 @@ from vocabsync.services.vocabulary_loader import (
     field_terms_sql,
     state_of,
 )
-from vocabsync.vocabulary import FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +99,11 @@ async def probe(
     exist; DatabaseUnavailableError when the query fails or the link does; ValueError for an
     unknown field.
     """
-    unknown = sorted(set(touched) - set(FIELDS) | set(reload) - set(FIELDS))
+    fields = settings.sources.fields
+    unknown = sorted(set(touched) - set(fields) | set(reload) - set(fields))
     if unknown:
         raise ValueError(f"unknown vocabulary fields: {unknown}")
-    reloads = [name for name in FIELDS if name in set(reload)]
+    reloads = [name for name in fields if name in set(reload)]
     lookups = {
         name: sorted({v for v in values if v.strip(BLANK)})
         for name, values in touched.items()

@@ -29,7 +29,7 @@ from vocabsync.matching.maintainer import IndexMaintainer
 from vocabsync.matching.model import Match
 from vocabsync.matching.settings import MAX_TEXT_LENGTH, MatchSettings
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
-from vocabsync.vocabulary import FIELDS, Delta, Snapshot
+from vocabsync.vocabulary import Delta, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +171,8 @@ class EntityMatcher:
         """
         _check_arguments(text, fields, limit)
         index = self._maintainer.index if self._maintainer is not None else None
+        if index is not None and fields is not None:
+            _check_fields(fields, index.fields)
         if index is None and not self.settings.enabled:
             raise IndexNotReadyError("entity matching is disabled (VOCABSYNC_MATCH_ENABLED=false)")
         if index is None:
@@ -211,12 +213,16 @@ def _check_arguments(text: str, fields: Sequence[str] | None, limit: int | None)
         raise ValueError("text must be a non-empty string")
     if len(text) > MAX_TEXT_LENGTH:
         raise ValueError(f"text is longer than {MAX_TEXT_LENGTH} characters")
-    if fields is not None:
-        unknown = sorted(set(fields) - set(FIELDS))
-        if unknown or isinstance(fields, str):
-            raise ValueError(f"unknown fields {unknown or fields!r}; known: {', '.join(FIELDS)}")
+    if isinstance(fields, str):
+        raise ValueError(f"fields must be a list of field names, not the string {fields!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError("limit must be a positive integer")
+
+
+def _check_fields(fields: Sequence[str], known: Sequence[str]) -> None:
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise ValueError(f"unknown fields {unknown}; known: {', '.join(known)}")
 
 
 entity_matcher = EntityMatcher()

@@ -31,6 +31,7 @@ async def catch_up(log: VocabularyLog, state: VocabularyState) -> bool:
         head = await log.head()  # SnapshotFormatError: the caller repairs the state
         if head is None:
             return False
+        state.note_writer_fields(head.fields, log.fields)
         if head.position == state.position:
             return True
         if state.position and await log.contains(state.position):

@@ -76,7 +76,7 @@ class LogWriter:
 
     def __init__(self, log: VocabularyLog) -> None:
         self.log = log
-        self.state = Snapshot.empty()
+        self.state = Snapshot.empty(self.log.fields)
         self.position = ""
         self.read_version = 0
         """The newest database version behind ``state`` (its version can be higher: see
@@ -104,7 +104,7 @@ class LogWriter:
         try:
             await self._catch_up()
         except SnapshotFormatError as exc:
-            self.state, self.position, self.corrupt = Snapshot.empty(), "", True
+            self.state, self.position, self.corrupt = Snapshot.empty(self.log.fields), "", True
             self.repairs += 1
             logger.warning(
                 "the vocabulary state in Redis is unusable (%s); it will be rewritten",
@@ -119,7 +119,7 @@ class LogWriter:
     async def _catch_up(self) -> None:
         head = await self.log.head()
         if head is None:
-            self.state, self.position, self.read_version = Snapshot.empty(), "", 0
+            self.state, self.position, self.read_version = Snapshot.empty(self.log.fields), "", 0
             return
         if head.position == self.position:
             return
@@ -144,7 +144,7 @@ class LogWriter:
         found = await self.log.read_full()
         self.full_reads += 1
         if found is None:
-            self.state, self.position, self.read_version = Snapshot.empty(), "", 0
+            self.state, self.position, self.read_version = Snapshot.empty(self.log.fields), "", 0
         else:
             head, self.state = found
             self.position = head.position

@@ -128,6 +128,11 @@ class RedisVocabularyCache:
         return self._settings
 
     @property
+    def given_settings(self) -> Settings | None:
+        """The settings if given or read already (None: they will be read on first use)."""
+        return self._settings
+
+    @property
     def loader(self) -> VocabularyLoader:
         if self._loader is None:
             self._loader = VocabularyLoader(self.settings, purpose="api")

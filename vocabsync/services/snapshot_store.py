@@ -55,7 +55,7 @@ class SnapshotStore:
         if raw is None:
             return StoredRead(None, "missing")
         try:
-            return StoredRead(Snapshot.from_json(raw))
+            return StoredRead(Snapshot.from_json(raw, self.settings.sources.fields))
         except SnapshotFormatError as exc:
             return StoredRead(None, f"corrupted: {exc}")
 

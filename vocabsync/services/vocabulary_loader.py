@@ -25,7 +25,7 @@ from vocabsync.config import Settings, get_settings
 from vocabsync.db.connection import AsyncConn, connect, describe_pg_error, execute_with_deadline
 from vocabsync.errors import ConfigurationError, DatabaseUnavailableError
 from vocabsync.sources import FieldSource, SourceMap
-from vocabsync.vocabulary import FIELDS, Snapshot, version_from_snapshot
+from vocabsync.vocabulary import Snapshot, version_from_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,13 @@ class LoadResult:
 
     lists: dict[str, tuple[str, ...]]
     state: DatabaseState
+    fields: tuple[str, ...]
+    """All configured fields (``lists`` may hold only some of them)."""
 
     def snapshot(self) -> Snapshot:
-        return Snapshot.from_lists(self.lists, self.state.version, identity=self.state.identity)
+        return Snapshot.from_lists(
+            self.lists, self.state.version, identity=self.state.identity, fields=self.fields
+        )
 
 
 def field_terms_sql(source: FieldSource) -> sql.Composed:
@@ -186,11 +190,11 @@ class VocabularyLoader:
     ) -> LoadResult:
         """Load ``fields`` with the raw state (xmax, in-progress count, identity) they were read
         at, on a connection the caller owns."""
-        names = tuple(FIELDS if fields is None else fields)
-        unknown = [name for name in names if name not in FIELDS]
+        sources = self.settings.sources
+        names = tuple(sources.fields if fields is None else fields)
+        unknown = [name for name in names if name not in sources.sources]
         if unknown:
             raise ValueError(f"unknown vocabulary fields: {unknown}")
-        sources = self.settings.sources
         row = await fetch_one_row(
             conn,
             self.settings,
@@ -200,7 +204,8 @@ class VocabularyLoader:
         )
         self.loads += 1
         state = state_of(row)
-        result = LoadResult(dict(zip(names, map(tuple, row[3:]), strict=True)), state)
+        lists = dict(zip(names, map(tuple, row[3:]), strict=True))
+        result = LoadResult(lists, state, sources.fields)
         logger.debug(
             "loaded vocabulary",
             extra={"action": "vocabulary_loaded", "version": state.version, "fields": names},

@@ -5,7 +5,8 @@ Keys (all behind ``VOCABSYNC_KEY_PREFIX``):
 - ``vocabsync:terms:<field>``: one Redis set per field, the current state;
 - ``vocabsync:log``: a stream of entries, each a delta (or a *reset*: the state was replaced),
   with the position it applies on top of (``prev``), capped at ``VOCABSYNC_LOG_LENGTH`` entries;
-- ``vocabsync:head``: the position, version and database identity the state is at.
+- ``vocabsync:head``: the position, version and database identity the state is at, and the
+  fields its writer was configured with (so a reader configured otherwise can say so).
 
 A writer changes all three in one Lua script, which refuses a delta unless the head is exactly
 the position the writer computed it from (and the version does not go back), so the state and the
@@ -30,7 +31,7 @@ from redis.exceptions import RedisError, ResponseError
 from vocabsync.config import Settings
 from vocabsync.errors import RedisUnavailableError
 from vocabsync.services.redis_client import describe_redis_error
-from vocabsync.vocabulary import FIELDS, Delta, Snapshot, SnapshotFormatError
+from vocabsync.vocabulary import Delta, Snapshot, SnapshotFormatError
 
 CHUNK: Final = 5000
 """Terms per SADD when a full state is written (keeps each command and Lua call small)."""
@@ -48,16 +49,16 @@ if same_history and head[2] then
 end
 """
 """Shared by both scripts. ARGV: expected position ('*': any), version, identity, refreshed_at,
-log length, channel, message, field count, read version, kind; version and identity compared as
-decimal strings (versions exceed Lua's exact integers)."""
+log length, channel, message, field count, read version, kind, the field names joined by commas;
+version and identity compared as decimal strings (versions exceed Lua's exact integers)."""
 
 _APPEND: Final = (
     _CHECK_HEAD
     + """
-local delta = cjson.decode(ARGV[11])
+local delta = cjson.decode(ARGV[12])
 local n = tonumber(ARGV[8])
 for i = 1, n do
-  local change = delta[ARGV[11 + i]]
+  local change = delta[ARGV[12 + i]]
   if change then
     local removed, added = change['-'], change['+']
     for j = 1, #removed, 5000 do
@@ -70,14 +71,14 @@ for i = 1, n do
 end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'prev', pos,
   'kind', 'delta', 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4], 'read', ARGV[9],
-  'delta', ARGV[11])
+  'delta', ARGV[12])
 redis.call('HSET', KEYS[1], 'pos', id, 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4],
-  'read', ARGV[9])
+  'read', ARGV[9], 'fields', ARGV[11])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'ok', id}
 """
 )
-"""KEYS: head, log, then one terms key per field. ARGV[11]: the delta's JSON; ARGV[12..]: the
+"""KEYS: head, log, then one terms key per field. ARGV[12]: the delta's JSON; ARGV[13..]: the
 field names in KEYS order."""
 
 _REPLACE: Final = (
@@ -95,7 +96,7 @@ end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'prev', pos,
   'kind', 'reset', 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4], 'read', ARGV[9])
 redis.call('HSET', KEYS[1], 'pos', id, 'version', ARGV[2], 'identity', ARGV[3], 'at', ARGV[4],
-  'read', ARGV[9])
+  'read', ARGV[9], 'fields', ARGV[11])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'ok', id}
 """
@@ -116,6 +117,8 @@ class Head:
     read_version: int = 0
     """The newest database version a read behind the state was taken at (``version`` can be
     higher: every entry gets a version of its own, even two read at one snapshot)."""
+    fields: tuple[str, ...] | None = None
+    """The fields the last writer was configured with (None: written before heads had them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +162,9 @@ class VocabularyLog:
         prefix = f"{settings.key_prefix}vocabsync:"
         self.head_key = f"{prefix}head"
         self.log_key = f"{prefix}log"
-        self.term_keys = [f"{prefix}terms:{name}" for name in FIELDS]
+        self.fields = settings.sources.fields
+        """The configured fields: one terms key each, in this order."""
+        self.term_keys = [f"{prefix}terms:{name}" for name in self.fields]
         self.bytes_written = 0
         """Bytes of delta and term payload sent to Redis (deterministic cost, for tests)."""
 
@@ -200,11 +205,13 @@ class VocabularyLog:
         try:
             lists = {
                 name: [term.decode() for term in found]
-                for name, found in zip(FIELDS, members, strict=True)
+                for name, found in zip(self.fields, members, strict=True)
             }
         except UnicodeDecodeError as exc:
             raise SnapshotFormatError(f"a term in Redis is not UTF-8: {exc}") from exc
-        snapshot = Snapshot.from_lists(lists, head.version, head.refreshed_at, head.identity)
+        snapshot = Snapshot.from_lists(
+            lists, head.version, head.refreshed_at, head.identity, self.fields
+        )
         return head, snapshot
 
     async def contains(self, position: str) -> bool:
@@ -247,9 +254,10 @@ class VocabularyLog:
             self.settings.log_length,
             self.settings.redis_channel,
             "*",
-            len(FIELDS),
+            len(self.fields),
             str(read_version),
             kind,
+            ",".join(self.fields),
         ]
 
     async def append(
@@ -273,13 +281,13 @@ class VocabularyLog:
         try:
             result = await self.client.eval(
                 _APPEND,
-                2 + len(FIELDS),
+                2 + len(self.fields),
                 self.head_key,
                 self.log_key,
                 *self.term_keys,
                 *argv,
                 payload,
-                *FIELDS,
+                *self.fields,
             )
         except (RedisError, OSError) as exc:
             raise self._unavailable("append to the vocabulary log", exc) from None
@@ -295,7 +303,7 @@ class VocabularyLog:
         staged = [f"{key}:staged:{nonce}" for key in self.term_keys]
         written: WriteResult | None = None
         try:
-            for key, name in zip(staged, FIELDS, strict=True):
+            for key, name in zip(staged, self.fields, strict=True):
                 terms = snapshot.get(name).sorted()
                 for start in range(0, len(terms), CHUNK):
                     chunk = terms[start : start + CHUNK]
@@ -307,7 +315,7 @@ class VocabularyLog:
             written = _write_result(
                 await self.client.eval(
                     _REPLACE,
-                    2 + 2 * len(FIELDS),
+                    2 + 2 * len(self.fields),
                     self.head_key,
                     self.log_key,
                     *self.term_keys,
@@ -357,6 +365,7 @@ def _parse_head(raw: dict[Any, Any]) -> Head | None:
             identity=values.get("identity", ""),
             refreshed_at=float(values.get("at", 0.0)),
             read_version=int(values.get("read") or version),
+            fields=tuple(values["fields"].split(",")) if values.get("fields") else None,
         )
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise SnapshotFormatError(f"the vocabulary head is not ours: {exc!r}") from None

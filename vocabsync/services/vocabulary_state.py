@@ -41,6 +41,10 @@ class VocabularyState:
         two catch-ups never interleave."""
         self._listeners: list[ChangeListener] = []
         self.on_propagated: Callable[[float], None] | None = None
+        self.foreign_fields: tuple[str, ...] = ()
+        """Fields the log changed that this instance is not configured with (its
+        VOCABSYNC_SOURCES differs from the bridge's); each is logged once."""
+        self._writer_fields: tuple[str, ...] | None = None
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -54,6 +58,7 @@ class VocabularyState:
         if self.position == "" or entry.identity != self.snapshot.identity:
             return False
         previous = self.snapshot
+        self._note_foreign(previous.unknown_in(entry.delta))
         self.snapshot = previous.apply(
             entry.delta, entry.version, entry.refreshed_at, entry.identity
         )
@@ -90,6 +95,33 @@ class VocabularyState:
         self.full_loads += 1
         self._notify(previous, snapshot, None)
         return True
+
+    def note_writer_fields(self, written: tuple[str, ...] | None, mine: tuple[str, ...]) -> None:
+        """Warn (once per field set) when the log's writer has other fields than this instance:
+        it serves its own fields, those the writer lacks stay empty."""
+        if written is None or written == mine or written == self._writer_fields:
+            return
+        self._writer_fields = written
+        logger.warning(
+            "the bridge writes the vocabulary fields %s, this instance is configured with %s: "
+            "give every instance the bridge's VOCABSYNC_SOURCES",
+            ", ".join(written),
+            ", ".join(mine),
+            extra={"action": "fields_differ_from_bridge", "fields": list(written)},
+        )
+
+    def _note_foreign(self, names: list[str]) -> None:
+        new = [name for name in names if name not in self.foreign_fields]
+        if not new:
+            return
+        self.foreign_fields = (*self.foreign_fields, *new)
+        logger.warning(
+            "the vocabulary log changes the field(s) %s, which this instance is not configured "
+            "with (it serves %s): give every instance the bridge's VOCABSYNC_SOURCES",
+            ", ".join(new),
+            ", ".join(self.snapshot.fields),
+            extra={"action": "unknown_fields_in_log", "fields": new},
+        )
 
     def _notify(self, previous: Snapshot, current: Snapshot, delta: Delta | None) -> None:
         for listener in self._listeners:

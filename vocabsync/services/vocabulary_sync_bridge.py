@@ -58,7 +58,7 @@ from vocabsync.services.sync_control import SyncSwitch
 from vocabsync.services.vocabulary_loader import VocabularyLoader
 from vocabsync.services.vocabulary_log import VocabularyLog
 from vocabsync.supervisor import Supervisor
-from vocabsync.vocabulary import FIELDS, Delta, Snapshot, TermSet, version_from_snapshot
+from vocabsync.vocabulary import Delta, Snapshot, TermSet, version_from_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -428,7 +428,7 @@ class VocabularySyncBridge:
                     payload[:100],
                     extra={"action": "unknown_table"},
                 )
-                reload.update(FIELDS)
+                reload.update(self.settings.sources.fields)
                 continue
             tables.append(change.table)
             reload.update(change.reload)
