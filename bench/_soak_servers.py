@@ -256,7 +256,10 @@ class ChaosServers:
             timeout=120,
             check=False,
         )
-        return result.returncode, (result.stdout + result.stderr).strip()
+        output = result.stdout.strip()
+        if result.returncode != 0:
+            output += "\n" + result.stderr.strip()[-2000:]
+        return result.returncode, output
 
     # --- PostgreSQL faults -----------------------------------------------------------------
 
@@ -334,10 +337,30 @@ class ChaosServers:
         return f"{old.name} killed, {new.name} promoted"
 
     def wait_replica_synced(self, node: RedisNode) -> None:
-        wait_for(
-            lambda: node.replication().get("master_link_status") == "up",
-            f"{node.name} to sync from its master",
-        )
+        try:
+            wait_for(
+                lambda: node.replication().get("master_link_status") == "up",
+                f"{node.name} to sync from its master",
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.describe_redis()}") from exc
+
+    def describe_redis(self) -> str:
+        """Each node's replication state and log tail (for a failure message)."""
+        parts = []
+        for node in self.nodes:
+            try:
+                state: object = node.replication()
+            except (redis.RedisError, OSError) as exc:
+                state = exc
+            tail = ""
+            if node.server is not None:
+                with contextlib.suppress(OSError):
+                    tail = node.server.log_path.read_text(errors="replace")[-2500:]
+            parts.append(
+                f"{node.name} (port {node.port}, proxy {node.proxy_port}): {state}\n{tail}"
+            )
+        return "\n".join(parts)
 
     def wait_sentinels_ready(self) -> None:
         """Every Sentinel knows the others and a healthy replica: a failover can happen."""
