@@ -1,9 +1,12 @@
 """The soak's fault kinds: each one injects a fault, lets it last, and heals it.
 
 A kind is a name and a function ``inject(chaos) -> detail`` that returns once the fault is over
-(the killed process restarted, the link restored, the server back): the soak times convergence
-from that moment. Kinds that need infrastructure this build does not have are listed with the
-reason and never drawn, so the report says what was not tested instead of pretending.
+(the killed process restarted, the link restored, the server back, the replica or standby
+promoted): the soak times convergence from that moment. What only restores redundancy (a killed
+bridge restarted, a new PostgreSQL standby, the Sentinels seeing the restarted Redis node as a
+healthy replica) goes to ``Chaos.after_check`` and runs after the convergence check. Kinds
+that need infrastructure this build does not have are listed with the reason and never drawn,
+so the report says what was not tested instead of pretending.
 """
 
 from __future__ import annotations
@@ -113,7 +116,10 @@ class Chaos:
         finally:
             for name, owner in proxies:
                 self.hub.restore(name, owner)
-        return f"{member.name}'s {link} link"
+        seen = sum(self.hub.links[name].by_owner.get(owner, 0) for name, owner in proxies)
+        if not seen:  # a shared proxy never told this member's connections apart
+            self.anomalies.append(f"no connection of {member.name} on its {link} proxies")
+        return f"{member.name}'s {link} link ({seen} connections so far)"
 
 
 def terminate_sessions(chaos: Chaos) -> str:

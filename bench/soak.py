@@ -1,25 +1,42 @@
 """Chaos soak: the real stack under steady writes, faults injected at random, convergence timed.
 
-Starts private PostgreSQL and Redis, ``vocabsync migrate``, the demo vocabulary, two
-``vocabsync bridge`` (one active, one standby) and three ``vocabsync serve``; every bridge link and
-every instance's Redis link goes through a TCP proxy of its own (bench/_proxy.py). Four writer
-threads commit a seeded mix of inserts, renames, deletes, multi-statement transactions and
-TRUNCATEs on the five tables (bench/_soak_writers.py) while faults are drawn at random from
-bench/_soak_faults.py: kill -9 of the active bridge, the standby bridge or an instance (restarted
-as a supervisor would), SIGSTOP of an instance or the active bridge for 5 s, a Redis restart
-(empty), pg_terminate_backend of every vocabsync session, a PostgreSQL fast restart, and on each
-link (bridge↔PostgreSQL, bridge↔Redis, instance↔Redis) a 10 s blackhole or 10 s of 200 ms delay.
+Starts private servers (bench/_soak_servers.py): PostgreSQL as a primary and an asynchronous
+streaming standby, every DATABASE_URL naming both with ``target_session_attrs=read-write``, and
+Redis as a master, a replica and three Sentinels (REDIS_SENTINELS / REDIS_SENTINEL_MASTER).
+Then ``vocabsync migrate``, the demo vocabulary, two ``vocabsync bridge`` (one active, one
+standby) and three ``vocabsync serve``. Each bridge reaches both PostgreSQL addresses through
+proxies of its own; every process reaches both Redis nodes and the Sentinels through proxies
+shared by all, which apply each process's own mode to its own connections (the Sentinels hand
+every client the same addresses, so a per-process address cannot be used; bench/_proxy.py).
+Four writer threads commit a seeded mix of inserts, renames, deletes, multi-statement
+transactions and TRUNCATEs on the five tables (bench/_soak_writers.py) while faults are drawn at
+random (a shuffled deck of the kinds, so each is drawn equally often) from
+bench/_soak_faults.py: kill -9 of the active bridge, the standby bridge or an
+instance, SIGSTOP of an instance or the active bridge for 5 s, kill -9 of the Redis master
+(Sentinel failover; the old master comes back empty as a replica), a Redis restart (the master,
+empty), pg_terminate_backend of every vocabsync session, a PostgreSQL fast restart, standby
+promotion (kill -9 of the primary, the standby promoted; a new standby is made from the new
+primary after the check), and on each link (bridge↔PostgreSQL, bridge↔Redis, instance↔Redis) a
+10 s blackhole or 10 s of 200 ms delay. A killed instance is restarted at once, as a supervisor
+would; a killed bridge only after the convergence check, so the other bridge must take over.
+One check in five (``--back-to-back``) follows two faults injected back to back.
 
-After each fault heals, writes pause and the soak waits until every instance serves, from its
-own snapshot, exactly the six lists the database holds (all of them compared, with ETag polls),
-then records the time from the heal and lets writes go on. It prints faults by kind,
-convergence p50 / p99 / max per kind, divergences left at the deadline, changes lost (every
-marker value a writer committed must be served unless it was removed later, and none it
-removed), and processes that died without the soak killing them. Exit status 1 when any of the
-three is not 0; the seed and the command that replays it are printed.
+After each fault heals (for half of them, after up to 3 s more of writes), writes pause and the
+soak waits until every instance serves, from its own snapshot, exactly the six lists the
+database holds (all of them compared, with ETag polls). Two timings are recorded: from the
+fault's end, and from the last commit before the check. It prints faults by kind, convergence
+p50 / p99 / max per kind for both, divergences left at the deadline, changes lost (every marker
+value a writer committed must be served unless it was removed later, and none it removed),
+commits a promotion discarded (acknowledged by the old primary, never replicated: the ledger is
+set to the new primary's rows, so they must be gone from every instance, and are counted apart,
+not as lost), processes that died without the soak killing them, crash lines in the processes'
+logs (tracebacks, crashed sessions or listeners: each one fails the run), and the output of
+``vocabsync status`` run at the end. Exit status 1 unless all of those are 0 and status is OK;
+the seed and the command that replays it are printed. Every ``--report-every`` faults (25) the
+report so far goes to ``--report-file`` (or stderr), so a long run stopped early leaves figures.
 
     .venv/bin/python bench/soak.py --faults 30 --seed 1           # CI's short soak
-    .venv/bin/python bench/soak.py --faults 1000 --seed 7         # the long one (hours)
+    .venv/bin/python bench/soak.py --faults 1000 --seed 7 --report-file soak.md   # hours
     .venv/bin/python bench/soak.py --fanout 20 --commits 200      # commit -> 20 instances
 
 ``--kinds 'kill -9,Redis restart'`` draws only the kinds whose names contain one of the
@@ -176,6 +193,7 @@ class Soak:
         self.writers: Writers | None = None
         self.unclean: list[str] = []
         self.error: str | None = None
+        self.deck: list[FaultKind] = []
         self.status: tuple[int, str] | None = None
         """``vocabsync status`` at the end: exit code, output."""
 
@@ -202,14 +220,23 @@ class Soak:
             db.close()
             self.unclean = stack.stop()
 
+    def draw(self) -> FaultKind:
+        """The next kind from a shuffled deck of all the kinds, refilled when empty: every
+        kind is drawn equally often, and a run of at least as many faults as kinds draws each
+        one (CI's short soak covers them all)."""
+        if not self.deck:
+            self.deck = list(self.kinds)
+            self.rng.shuffle(self.deck)
+        return self.deck.pop()
+
     def _loop(self, stack: SoakStack, chaos: Chaos, db: Database, writers: Writers) -> None:
         args = self.args
         reported = 0
         while self.faults_done < args.faults:
             time.sleep(self.rng.uniform(args.gap_min, args.gap_max))  # writes go on meanwhile
-            drawn = [self.rng.choice(self.kinds)]
+            drawn = [self.draw()]
             if self.faults_done + 1 < args.faults and self.rng.random() < args.back_to_back:
-                drawn.append(self.rng.choice(self.kinds))
+                drawn.append(self.draw())
             details = []
             for kind in drawn:
                 while chaos.after_check:  # a killed bridge is back before the next fault
