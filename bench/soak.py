@@ -70,6 +70,7 @@ from _version import database_version, reached
 
 STARTED = time.monotonic()
 BACK_TO_BACK = "two faults back to back"
+STATUS_WAIT_S = 30.0
 
 
 def log(message: str) -> None:
@@ -213,12 +214,25 @@ class Soak:
         try:
             self._loop(stack, chaos, db, writers)
             self._final(stack, db, writers)
-            self.status = servers.status()
+            self.status = self._final_status(servers, stack)
             log(f"vocabsync status: exit {self.status[0]}\n{self.status[1]}")
         finally:
             writers.stop()
             db.close()
             self.unclean = stack.stop()
+
+    @staticmethod
+    def _final_status(servers: ChaosServers, stack: SoakStack) -> tuple[int, str]:
+        """``vocabsync status`` once it is OK and names every bridge (a standby bridge that
+        lost its session in the last fault is back after its reconnect delay, 5 s); the last
+        answer after STATUS_WAIT_S otherwise."""
+        deadline = time.monotonic() + STATUS_WAIT_S
+        while True:
+            code, output = servers.status()
+            complete = all(f"- {bridge.name}:" in output for bridge in stack.bridges)
+            if (code == 0 and complete) or time.monotonic() > deadline:
+                return code, output
+            time.sleep(1.0)  # a status run is a process start; polling faster gains nothing
 
     def draw(self) -> FaultKind:
         """The next kind from a shuffled deck of all the kinds, refilled when empty: every
