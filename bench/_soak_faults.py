@@ -1,9 +1,12 @@
 """The soak's fault kinds: each one injects a fault, lets it last, and heals it.
 
 A kind is a name and a function ``inject(chaos) -> detail`` that returns once the fault is over
-(the killed process restarted, the link restored, the server back): the soak times convergence
-from that moment. Kinds that need infrastructure this build does not have are listed with the
-reason and never drawn, so the report says what was not tested instead of pretending.
+(the killed process restarted, the link restored, the server back, the replica or standby
+promoted): the soak times convergence from that moment. What only restores redundancy (a killed
+bridge restarted, a new PostgreSQL standby, the Sentinels seeing the restarted Redis node as a
+healthy replica) goes to ``Chaos.after_check`` and runs after the convergence check. Kinds
+that need infrastructure this build does not have are listed with the reason and never drawn,
+so the report says what was not tested instead of pretending.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from dataclasses import dataclass, field
 
 import psycopg
 from _proxy import ProxyHub
-from _soak_stack import Member, SoakStack
-from _stack import Servers
+from _soak_servers import ChaosServers
+from _soak_stack import Database, Member, SoakStack
+from _soak_writers import Writers
 
 STOP_SECONDS = 5.0
 BLACKHOLE_SECONDS = 10.0
@@ -36,9 +40,13 @@ class Chaos:
     """What a fault can act on, and the soak's seeded randomness."""
 
     stack: SoakStack
-    servers: Servers
+    servers: ChaosServers
     hub: ProxyHub
     rng: random.Random
+    writers: Writers | None = None
+    db: Database | None = None
+    discarded: list[str] = field(default_factory=list)
+    """Changes the old primary acknowledged that a promotion lost (ledger rows it reverted)."""
     anomalies: list[str] = field(default_factory=list)
     """Things that are wrong but are not divergences (no active bridge, two active)."""
     after_check: list[Callable[[], None]] = field(default_factory=list)
@@ -95,18 +103,23 @@ class Chaos:
         return member.name
 
     def disturb_link(self, member: Member, link: str, delay_s: float | None) -> str:
-        name = member.links[link]
-        if delay_s is None:
-            self.hub.blackhole(name)
-            seconds = BLACKHOLE_SECONDS
-        else:
-            self.hub.delay(name, delay_s)
-            seconds = DELAY_SECONDS
+        """Blackhole or slow every proxy of ``member``'s ``link`` (both PostgreSQL addresses;
+        both Redis nodes and the Sentinels), for this member only."""
+        proxies = member.links[link]
         try:
-            self.pause(seconds)
+            for name, owner in proxies:
+                if delay_s is None:
+                    self.hub.blackhole(name, owner)
+                else:
+                    self.hub.delay(name, delay_s, owner)
+            self.pause(BLACKHOLE_SECONDS if delay_s is None else DELAY_SECONDS)
         finally:
-            self.hub.restore(name)
-        return name
+            for name, owner in proxies:
+                self.hub.restore(name, owner)
+        seen = sum(self.hub.links[name].by_owner.get(owner, 0) for name, owner in proxies)
+        if not seen:  # a shared proxy never told this member's connections apart
+            self.anomalies.append(f"no connection of {member.name} on its {link} proxies")
+        return f"{member.name}'s {link} link ({seen} connections so far)"
 
 
 def terminate_sessions(chaos: Chaos) -> str:
@@ -116,13 +129,37 @@ def terminate_sessions(chaos: Chaos) -> str:
 
 
 def restart_redis(chaos: Chaos) -> str:
-    chaos.servers.restart_redis()
-    return "empty"
+    return chaos.servers.restart_redis()
+
+
+def fail_over_redis(chaos: Chaos) -> str:
+    """kill -9 of the master, Sentinel failover; the old master is back (empty) as a replica,
+    and after the check the Sentinels must know it healthy again (the next kill needs it)."""
+    detail = chaos.servers.fail_over_redis()
+    chaos.after_check.append(chaos.servers.wait_sentinels_ready)
+    return detail
 
 
 def restart_postgres(chaos: Chaos) -> str:
     chaos.servers.restart_postgres()
     return "fast"
+
+
+def promote_standby(chaos: Chaos) -> str:
+    """kill -9 of the primary, promotion of the standby. Commits the old primary acknowledged
+    but never shipped are gone: with writes paused, the writers' ledger is set to what the new
+    primary holds (those changes are counted as discarded, not lost: they must disappear from
+    every instance). A new standby is made from the new primary after the check."""
+    detail = chaos.servers.promote_standby()
+    if chaos.writers is not None and chaos.db is not None:
+        if not chaos.writers.pause():
+            raise RuntimeError("writers did not pause within 60 s")
+        try:
+            chaos.discarded += chaos.db.run(chaos.writers.ledger.reconcile)
+        finally:
+            chaos.writers.resume()
+    chaos.after_check.append(chaos.servers.make_standby)
+    return detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,21 +200,23 @@ KINDS: list[FaultKind] = [
     FaultKind("kill -9 instance", lambda c: c.kill_and_restart(c.instance())),
     FaultKind("SIGSTOP instance 5 s", lambda c: c.stop_and_continue(c.instance())),
     FaultKind("SIGSTOP active bridge 5 s", lambda c: c.stop_and_continue(c.active_bridge())),
-    FaultKind(
-        "Redis master kill (Sentinel failover)",
-        None,
-        "not available in this build (needs Redis Sentinel support: REDIS_SENTINELS)",
-    ),
+    FaultKind("Redis master kill (Sentinel failover)", fail_over_redis),
     FaultKind("Redis restart (empty)", restart_redis),
     FaultKind("pg_terminate_backend of vocabsync sessions", terminate_sessions),
     FaultKind("PostgreSQL fast restart", restart_postgres),
-    FaultKind(
-        "standby promotion",
-        None,
-        "not available in this build (needs PostgreSQL multi-host URLs and a standby)",
-    ),
+    FaultKind("standby promotion", promote_standby),
     *_link_faults(),
 ]
+
+
+NO_STANDBY = "not available: pg_basebackup is not beside these PostgreSQL binaries"
+
+
+def without_promotion() -> None:
+    """Mark standby promotion unavailable (the servers cannot make a standby)."""
+    for index, kind in enumerate(KINDS):
+        if kind.name == "standby promotion":
+            KINDS[index] = FaultKind(kind.name, None, NO_STANDBY)
 
 
 def select(names: str | None) -> list[FaultKind]:

@@ -1,7 +1,9 @@
 """The deployment the soak runs: private servers, TCP proxies on every link, bridges, instances.
 
-Each bridge reaches PostgreSQL and Redis, and each instance reaches Redis, through a proxy of
-its own (bench/_proxy.py), so a fault can blackhole or slow exactly one process's link.
+Each bridge reaches PostgreSQL (both addresses of the primary/standby pair) through proxies of
+its own, and every process reaches Redis (both nodes and the three Sentinels) through proxies
+shared by all that apply each process's own mode to its connections (bench/_proxy.py,
+bench/_soak_servers.py), so a fault can blackhole or slow exactly one process's link.
 Instances reach PostgreSQL directly (their fallback path; the soak does not fault it). Every
 process is a real ``vocabsync bridge`` / ``vocabsync serve``, started through bench/_stack.py.
 """
@@ -17,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import psycopg
 from _proxy import ProxyHub
+from _soak_servers import ChaosServers
 from _stack import ManagedProcess, Servers, cli_argv, demo_vocabulary, find_free_port, seed_demo
 
 FIELDS = (
@@ -104,8 +107,9 @@ class Member:
     process: ManagedProcess
     port: int
     """HTTP port of an instance, metrics port of a bridge."""
-    links: dict[str, str]
-    """'postgres' / 'redis' -> the name of its proxy in the hub."""
+    links: dict[str, list[tuple[str, str | None]]]
+    """'postgres' / 'redis' -> the proxies of that link: (name in the hub, owner), the owner
+    being this member's name on a shared proxy, None on a proxy of its own."""
     expected_down: bool = False
     """True while the soak itself has killed or stopped it."""
     etag: str | None = None
@@ -122,7 +126,7 @@ class Death:
 
 @dataclass
 class SoakStack:
-    servers: Servers
+    servers: Servers | ChaosServers
     hub: ProxyHub
     bridge_count: int = 2
     instance_count: int = 3
@@ -148,27 +152,32 @@ class SoakStack:
                     raise TimeoutError(f"{member.name} not ready:\n{member.process.log_tail()}")
                 time.sleep(0.1)
 
-    def _url(self, base: str, kind: str, member: str) -> tuple[str, str | None]:
-        """``base`` through a new proxy of ``member``'s ``kind`` link (or direct)."""
-        if not self.proxied:
-            return base, None
-        port = self.servers.postgres_port if kind == "postgres" else self.servers.redis_port
-        link = self.hub.add(f"{member}:{kind}", "127.0.0.1", port)
-        return base.replace(f":{port}/", f":{link.port}/", 1), link.name
+    def owners(self) -> dict[int, str]:
+        """pid -> name of every process started (what the shared proxies tell apart)."""
+        found = {}
+        for member in list(self.members.values()):
+            process = member.process.process
+            if process is not None:
+                found[process.pid] = member.name
+        return found
 
     def _add(self, kind: Kind, name: str) -> Member:
         env = self.servers.child_env()
         env.update(self.env)
         env["VOCABSYNC_INSTANCE_NAME"] = name
-        links: dict[str, str] = {}
-        env["REDIS_URL"], redis_link = self._url(self.servers.redis_url, "redis", name)
-        if redis_link:
-            links["redis"] = redis_link
+        links: dict[str, list[tuple[str, str | None]]] = {}
+        if self.proxied:
+            assert isinstance(self.servers, ChaosServers), "proxies need the soak's servers"
+            links["redis"] = [(link, name) for link in self.servers.redis_links]
+            if kind == "bridge":
+                proxies = [
+                    self.hub.add(f"{name}:postgres:{index}", "127.0.0.1", port)
+                    for index, port in enumerate(self.servers.postgres_ports)
+                ]
+                env["DATABASE_URL"] = self.servers.postgres_url([p.port for p in proxies])
+                links["postgres"] = [(p.name, None) for p in proxies]
         port = find_free_port()
         if kind == "bridge":
-            env["DATABASE_URL"], pg_link = self._url(self.servers.database_url, "postgres", name)
-            if pg_link:
-                links["postgres"] = pg_link
             argv = cli_argv("bridge", "--metrics-port", str(port), "--metrics-host", "127.0.0.1")
         else:
             argv = cli_argv("serve", "--host", "127.0.0.1", "--port", str(port))

@@ -160,6 +160,39 @@ class Ledger:
         with self.lock:
             return self.ever - alive
 
+    def reconcile(self, conn: psycopg.Connection[Any]) -> list[str]:
+        """Make the ledger hold exactly the writers' rows the database holds; returns what
+        differed. For a promotion: commits the old primary acknowledged and never shipped to
+        the standby are gone (their markers now count as removed: no instance may serve them),
+        and rows whose deletion was lost that way are back. Writes must be paused."""
+        found: dict[Key, Row] = {}
+        for table in TABLES.values():
+            parent = sql.Identifier(table.parent[1]) if table.parent else sql.SQL("NULL::bigint")
+            query = sql.SQL("SELECT id, {}, {} FROM {} WHERE id >= %s").format(
+                parent,
+                sql.SQL(", ").join(map(sql.Identifier, table.columns)),
+                sql.Identifier(table.name),
+            )
+            for row in conn.execute(query, (ID_RANGE,)).fetchall():
+                values = dict(zip(table.columns, row[2:], strict=True))
+                owner = int(row[0]) // ID_RANGE - 1
+                parent_id = None if row[1] is None else int(row[1])
+                found[(table.name, int(row[0]))] = Row(values, parent_id, owner)
+        with self.lock:
+            differences = [
+                f"{key}: ledger {self.rows[key].values if key in self.rows else None}, "
+                f"database {found[key].values if key in found else None}"
+                for key in sorted(set(self.rows) | set(found))
+                if (self.rows[key].values if key in self.rows else None)
+                != (found[key].values if key in found else None)
+            ]
+            self.rows = {}
+            self._owned = {}
+            self._children = {}
+        for key in sorted(found):
+            self.put(key, found[key])
+        return differences
+
     def mismatches(self, conn: psycopg.Connection[Any]) -> list[str]:
         """Rows of the writers' id ranges where the database and the ledger disagree."""
         with self.lock:

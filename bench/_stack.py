@@ -29,6 +29,8 @@ from vocabsync.local.demo_data import (
     demo_vocabulary,
 )
 from vocabsync.local.processes import ManagedProcess, cli_argv
+from vocabsync.local.replication import StandbyPostgres, in_recovery
+from vocabsync.local.sentinel import LocalRedisSentinel
 from vocabsync.local.servers import LocalPostgres, LocalRedis, find_free_port, resolve_flavor
 
 __all__ = [
@@ -37,12 +39,18 @@ __all__ = [
     "MONTHS",
     "PHASES",
     "PLACES",
+    "LocalPostgres",
+    "LocalRedis",
+    "LocalRedisSentinel",
     "ManagedProcess",
     "Servers",
+    "StandbyPostgres",
     "categories",
     "cli_argv",
     "demo_vocabulary",
     "find_free_port",
+    "in_recovery",
+    "resolve_flavor",
     "seed_demo",
 ]
 

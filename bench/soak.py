@@ -1,25 +1,42 @@
 """Chaos soak: the real stack under steady writes, faults injected at random, convergence timed.
 
-Starts private PostgreSQL and Redis, ``vocabsync migrate``, the demo vocabulary, two
-``vocabsync bridge`` (one active, one standby) and three ``vocabsync serve``; every bridge link and
-every instance's Redis link goes through a TCP proxy of its own (bench/_proxy.py). Four writer
-threads commit a seeded mix of inserts, renames, deletes, multi-statement transactions and
-TRUNCATEs on the five tables (bench/_soak_writers.py) while faults are drawn at random from
-bench/_soak_faults.py: kill -9 of the active bridge, the standby bridge or an instance (restarted
-as a supervisor would), SIGSTOP of an instance or the active bridge for 5 s, a Redis restart
-(empty), pg_terminate_backend of every vocabsync session, a PostgreSQL fast restart, and on each
-link (bridge↔PostgreSQL, bridge↔Redis, instance↔Redis) a 10 s blackhole or 10 s of 200 ms delay.
+Starts private servers (bench/_soak_servers.py): PostgreSQL as a primary and an asynchronous
+streaming standby, every DATABASE_URL naming both with ``target_session_attrs=read-write``, and
+Redis as a master, a replica and three Sentinels (REDIS_SENTINELS / REDIS_SENTINEL_MASTER).
+Then ``vocabsync migrate``, the demo vocabulary, two ``vocabsync bridge`` (one active, one
+standby) and three ``vocabsync serve``. Each bridge reaches both PostgreSQL addresses through
+proxies of its own; every process reaches both Redis nodes and the Sentinels through proxies
+shared by all, which apply each process's own mode to its own connections (the Sentinels hand
+every client the same addresses, so a per-process address cannot be used; bench/_proxy.py).
+Four writer threads commit a seeded mix of inserts, renames, deletes, multi-statement
+transactions and TRUNCATEs on the five tables (bench/_soak_writers.py) while faults are drawn at
+random (a shuffled deck of the kinds, so each is drawn equally often) from
+bench/_soak_faults.py: kill -9 of the active bridge, the standby bridge or an
+instance, SIGSTOP of an instance or the active bridge for 5 s, kill -9 of the Redis master
+(Sentinel failover; the old master comes back empty as a replica), a Redis restart (the master,
+empty), pg_terminate_backend of every vocabsync session, a PostgreSQL fast restart, standby
+promotion (kill -9 of the primary, the standby promoted; a new standby is made from the new
+primary after the check), and on each link (bridge↔PostgreSQL, bridge↔Redis, instance↔Redis) a
+10 s blackhole or 10 s of 200 ms delay. A killed instance is restarted at once, as a supervisor
+would; a killed bridge only after the convergence check, so the other bridge must take over.
+One check in five (``--back-to-back``) follows two faults injected back to back.
 
-After each fault heals, writes pause and the soak waits until every instance serves, from its
-own snapshot, exactly the six lists the database holds (all of them compared, with ETag polls),
-then records the time from the heal and lets writes go on. It prints faults by kind,
-convergence p50 / p99 / max per kind, divergences left at the deadline, changes lost (every
-marker value a writer committed must be served unless it was removed later, and none it
-removed), and processes that died without the soak killing them. Exit status 1 when any of the
-three is not 0; the seed and the command that replays it are printed.
+After each fault heals (for half of them, after up to 3 s more of writes), writes pause and the
+soak waits until every instance serves, from its own snapshot, exactly the six lists the
+database holds (all of them compared, with ETag polls). Two timings are recorded: from the
+fault's end, and from the last commit before the check. It prints faults by kind, convergence
+p50 / p99 / max per kind for both, divergences left at the deadline, changes lost (every marker
+value a writer committed must be served unless it was removed later, and none it removed),
+commits a promotion discarded (acknowledged by the old primary, never replicated: the ledger is
+set to the new primary's rows, so they must be gone from every instance, and are counted apart,
+not as lost), processes that died without the soak killing them, crash lines in the processes'
+logs (tracebacks, crashed sessions or listeners: each one fails the run), and the output of
+``vocabsync status`` run at the end. Exit status 1 unless all of those are 0 and status is OK;
+the seed and the command that replays it are printed. Every ``--report-every`` faults (25) the
+report so far goes to ``--report-file`` (or stderr), so a long run stopped early leaves figures.
 
     .venv/bin/python bench/soak.py --faults 30 --seed 1           # CI's short soak
-    .venv/bin/python bench/soak.py --faults 1000 --seed 7         # the long one (hours)
+    .venv/bin/python bench/soak.py --faults 1000 --seed 7 --report-file soak.md   # hours
     .venv/bin/python bench/soak.py --fanout 20 --commits 200      # commit -> 20 instances
 
 ``--kinds 'kill -9,Redis restart'`` draws only the kinds whose names contain one of the
@@ -44,7 +61,8 @@ from typing import Any
 
 from _probe import Backoff, Http, readiness
 from _proxy import ProxyHub
-from _soak_faults import KINDS, Chaos, FaultKind, select
+from _soak_faults import KINDS, Chaos, FaultKind, select, without_promotion
+from _soak_servers import ChaosServers
 from _soak_stack import FIELDS, Database, Lists, Member, SoakStack
 from _soak_writers import Writers
 from _stack import Servers
@@ -52,6 +70,7 @@ from _version import database_version, reached
 
 STARTED = time.monotonic()
 BACK_TO_BACK = "two faults back to back"
+STATUS_WAIT_S = 30.0
 
 
 def log(message: str) -> None:
@@ -175,36 +194,63 @@ class Soak:
         self.writers: Writers | None = None
         self.unclean: list[str] = []
         self.error: str | None = None
+        self.deck: list[FaultKind] = []
+        self.status: tuple[int, str] | None = None
+        """``vocabsync status`` at the end: exit code, output."""
 
-    def run(self, servers: Servers, hub: ProxyHub) -> None:
+    def run(self, servers: ChaosServers, hub: ProxyHub, stack: SoakStack) -> None:
         args = self.args
-        stack = SoakStack(servers, hub)
         self.stack = stack
         log(
             f"starting: migrate ({args.trigger_mode} mode), demo vocabulary, 2 bridges, 3 instances"
         )
         stack.start()
-        chaos = Chaos(stack, servers, hub, self.rng)
-        self.chaos = chaos
         db = Database(servers.database_url)
         writers = Writers(args.writers, args.seed, servers.database_url, args.rate)
+        chaos = Chaos(stack, servers, hub, self.rng, writers, db)
+        self.chaos = chaos
         self.writers = writers
         writers.start()
         try:
             self._loop(stack, chaos, db, writers)
             self._final(stack, db, writers)
+            self.status = self._final_status(servers, stack)
+            log(f"vocabsync status: exit {self.status[0]}\n{self.status[1]}")
         finally:
             writers.stop()
             db.close()
             self.unclean = stack.stop()
 
+    @staticmethod
+    def _final_status(servers: ChaosServers, stack: SoakStack) -> tuple[int, str]:
+        """``vocabsync status`` once it is OK and names every bridge (a standby bridge that
+        lost its session in the last fault is back after its reconnect delay, 5 s); the last
+        answer after STATUS_WAIT_S otherwise."""
+        deadline = time.monotonic() + STATUS_WAIT_S
+        while True:
+            code, output = servers.status()
+            complete = all(f"- {bridge.name}:" in output for bridge in stack.bridges)
+            if (code == 0 and complete) or time.monotonic() > deadline:
+                return code, output
+            time.sleep(1.0)  # a status run is a process start; polling faster gains nothing
+
+    def draw(self) -> FaultKind:
+        """The next kind from a shuffled deck of all the kinds, refilled when empty: every
+        kind is drawn equally often, and a run of at least as many faults as kinds draws each
+        one (CI's short soak covers them all)."""
+        if not self.deck:
+            self.deck = list(self.kinds)
+            self.rng.shuffle(self.deck)
+        return self.deck.pop()
+
     def _loop(self, stack: SoakStack, chaos: Chaos, db: Database, writers: Writers) -> None:
         args = self.args
+        reported = 0
         while self.faults_done < args.faults:
             time.sleep(self.rng.uniform(args.gap_min, args.gap_max))  # writes go on meanwhile
-            drawn = [self.rng.choice(self.kinds)]
+            drawn = [self.draw()]
             if self.faults_done + 1 < args.faults and self.rng.random() < args.back_to_back:
-                drawn.append(self.rng.choice(self.kinds))
+                drawn.append(self.draw())
             details = []
             for kind in drawn:
                 while chaos.after_check:  # a killed bridge is back before the next fault
@@ -242,6 +288,9 @@ class Soak:
             writers.resume()
             if writers.errors():
                 raise RuntimeError(f"writer failed: {writers.errors()}")
+            if args.report_every and self.faults_done // args.report_every > reported:
+                reported = self.faults_done // args.report_every
+                self.write_partial()
             if result.seconds is None and not args.keep_going:
                 log("stopping at the first divergence (--keep-going to carry on)")
                 break
@@ -257,30 +306,62 @@ class Soak:
 
     # --- report --------------------------------------------------------------------------------
 
+    def write_partial(self) -> None:
+        """The report so far, so a long run stopped early still leaves its figures: to
+        --report-file (rewritten each time) or to stderr."""
+        text, _ = self.render(time.monotonic() - STARTED, final=False)
+        if self.args.report_file:
+            path = self.args.report_file
+            with open(f"{path}.tmp", "w") as handle:
+                handle.write(text)
+            os.replace(f"{path}.tmp", path)
+            log(f"partial report after {self.faults_done} faults in {path}")
+        else:
+            log(f"partial report after {self.faults_done} faults:\n{text}")
+
     def report(self, elapsed: float) -> bool:
+        text, ok = self.render(elapsed, final=True)
+        print(text, end="", flush=True)
+        if self.args.report_file:
+            with open(self.args.report_file, "w") as handle:
+                handle.write(text)
+        return ok
+
+    def render(self, elapsed: float, final: bool) -> tuple[str, bool]:
+        """The report as markdown, and whether the goals are met (``final``: the run is over;
+        otherwise a partial report, marked as such)."""
+        lines: list[str] = []
+
+        def out(text: str = "") -> None:
+            lines.append(text)
+
         tally, args = self.tally, self.args
         deaths = self.stack.deaths if self.stack else []
         anomalies = self.chaos.anomalies if self.chaos else []
         commits = self.writers.commits if self.writers else 0
         in_doubt = self.writers.in_doubt if self.writers else 0
         failed = self.writers.failures if self.writers else 0
-        print(
-            f"## Chaos soak: {self.faults_done} faults in {elapsed / 60:.1f} min, seed {args.seed}"
+        partial = "" if final else " (partial: the run is still going)"
+        out(
+            f"## Chaos soak: {self.faults_done} faults in {elapsed / 60:.1f} min, "
+            f"seed {args.seed}{partial}"
         )
-        print()
-        print(
+        out()
+        out(
             f"{args.writers} writers, {commits} commits ({in_doubt} in doubt and resolved, "
-            f"{failed} failed), 2 bridges, 3 instances, {args.trigger_mode} triggers. "
+            f"{failed} failed), 2 bridges, 3 instances, {args.trigger_mode} triggers, "
+            f"PostgreSQL primary + asynchronous streaming standby, Redis master + replica + "
+            f"3 Sentinels. "
             f"Convergence: until every instance serves the database's six lists, from the "
             f"fault's end (after {args.write_on:.0%} of the faults, writes went on for up to "
             f"3 s more) and from the last commit before the check."
         )
-        print()
-        print(
+        out()
+        out(
             "| fault | count | from the fault's end: p50 | p99 | max "
             "| from the last commit: p50 | p99 | max |"
         )
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        out("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         everything: list[float] = []
         lags: list[float] = []
         for kind in KINDS:
@@ -290,56 +371,71 @@ class Soak:
             lags += lag
             count = tally.injected.get(kind.name, 0)
             if not kind.available:
-                print(f"| {kind.name} | - | {kind.unavailable} | | | | | |")
+                out(f"| {kind.name} | - | {kind.unavailable} | | | | | |")
             elif kind in self.kinds:
-                print(f"| {kind.name} | {count} | {_cells(values)} | {_cells(lag)} |")
+                out(f"| {kind.name} | {count} | {_cells(values)} | {_cells(lag)} |")
         values = tally.seconds.get(BACK_TO_BACK, [])
         lag = tally.lag.get(BACK_TO_BACK, [])
         everything += values
         lags += lag
-        print(
+        out(
             f"| {BACK_TO_BACK} (counted above) | {len(values)} pairs | {_cells(values)} "
             f"| {_cells(lag)} |"
         )
-        print(
+        out(
             f"| **all** | {self.faults_done} faults, {len(everything)} checks | "
             f"{_cells(everything)} | {_cells(lags)} |"
         )
-        print()
-        print(f"- divergences left at the deadline ({args.deadline:g} s): {len(tally.divergences)}")
-        print(f"- changes lost: {len(tally.lost)}")
-        print(f"- processes that died on their own: {len(deaths)}")
-        print(f"- ledger vs database mismatches: {len(tally.ledger)}")
+        out()
+        out(f"- divergences left at the deadline ({args.deadline:g} s): {len(tally.divergences)}")
+        out(f"- changes lost: {len(tally.lost)}")
+        discarded = self.chaos.discarded if self.chaos else []
+        servers = self.chaos.servers if self.chaos else None
+        out(
+            f"- commits the promotions discarded (acknowledged by the old primary, never "
+            f"replicated; gone from every instance as from the database, not counted as lost): "
+            f"{len(discarded)} rows in {servers.promotions if servers else 0} promotions"
+        )
+        out(f"- processes that died on their own: {len(deaths)}")
+        out(f"- ledger vs database mismatches: {len(tally.ledger)}")
         crashes, suspect = self.stack.log_findings() if self.stack else ([], {})
-        print(f"- unexpected exceptions in the processes' logs: {len(crashes)}")
+        out(f"- unexpected exceptions in the processes' logs: {len(crashes)}")
         if suspect:
-            print(f"- suspect log lines: {suspect}")
+            out(f"- suspect log lines: {suspect}")
         if anomalies:
-            print(f"- anomalies: {len(anomalies)}")
+            out(f"- anomalies: {len(anomalies)}")
+        if self.status is not None:
+            out(f"- `vocabsync status` at the end: exit {self.status[0]}")
         if self.error:
-            print(f"- the soak itself stopped on an error:\n\n{self.error}")
+            out(f"- the soak itself stopped on an error:\n\n{self.error}")
         for text in tally.divergences:
-            print(f"\ndivergence {text}")
+            out(f"\ndivergence {text}")
         for text in tally.lost[:20]:
-            print(f"\nlost: {text}")
+            out(f"\nlost: {text}")
         for death in deaths:
-            print(f"\n{death.name} died on its own (exit {death.code}):\n{death.log_tail}")
+            out(f"\n{death.name} died on its own (exit {death.code}):\n{death.log_tail}")
         for text in [*tally.ledger[:20], *anomalies, *self.unclean]:
-            print(f"\n{text}")
+            out(f"\n{text}")
         p99 = percentile(everything, 0.99) if everything else 0.0
         for line in crashes[:20]:
-            print(f"\n{line}")
+            out(f"\n{line}")
         ok = not (tally.divergences or tally.lost or deaths or tally.ledger or self.error)
         ok = ok and not crashes and not anomalies
         ok = ok and self.faults_done == args.faults
-        print()
-        print(
+        ok = ok and self.status is not None and self.status[0] == 0
+        if self.status is not None:
+            out(f"\n`vocabsync status` at the end (exit {self.status[0]}):\n")
+            out("```")
+            out(self.status[1])
+            out("```")
+        out()
+        out(
             f"goals: 0 divergences, 0 lost, 0 deaths: {'met' if ok else 'NOT met'}; "
             f"convergence p99 ≤ 10 s: {'met' if p99 <= 10 else 'NOT met'} ({p99:.2f} s)"
         )
-        if not ok:
-            print(f"\nFAILED with seed {args.seed}; replay: {replay_command(args)}")
-        return ok
+        if final and not ok:
+            out(f"\nFAILED with seed {args.seed}; replay: {replay_command(args)}")
+        return "\n".join(lines) + "\n", ok
 
 
 def _cells(values: list[float]) -> str:
@@ -458,6 +554,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--fanout", type=int, default=0, help="fan-out mode: N instances")
     parser.add_argument("--commits", type=int, default=200, help="fan-out mode: commits")
+    parser.add_argument(
+        "--report-every",
+        type=int,
+        default=25,
+        help="write the report so far every N faults (0: never)",
+    )
+    parser.add_argument(
+        "--report-file",
+        default=None,
+        help="where the partial reports (and the final one) go; default: stderr",
+    )
     parser.add_argument("--keep-going", action="store_true")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args(argv)
@@ -474,20 +581,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["VOCABSYNC_TRIGGER_MODE"] = args.trigger_mode
     ok = False
     hub = ProxyHub()
-    servers = Servers()
+    servers: Servers | ChaosServers
+    if args.fanout:
+        servers = Servers()
+    else:
+        stacks: list[SoakStack] = []
+        servers = ChaosServers(hub, lambda: stacks[0].owners() if stacks else {})
+        if not servers.standby_possible:
+            without_promotion()
+            kinds = select(args.kinds)
     try:
-        with servers:
-            log(f"logs in {servers.log_dir}")
-            if args.fanout:
+        if isinstance(servers, Servers):
+            with servers:
+                log(f"logs in {servers.log_dir}")
                 ok = fanout(args, servers, hub)
-            else:
-                soak = Soak(args, kinds)
-                try:
-                    soak.run(servers, hub)
-                except Exception:
-                    soak.error = traceback.format_exc()
-                    log(f"the soak stopped on an error:\n{soak.error}")
-                ok = soak.report(time.monotonic() - STARTED)
+        else:
+            soak = Soak(args, kinds)
+            try:
+                with servers:
+                    log(f"logs in {servers.log_dir}")
+                    stacks.append(SoakStack(servers, hub))
+                    try:
+                        soak.run(servers, hub, stacks[0])
+                    except Exception:
+                        soak.error = traceback.format_exc()
+                        log(f"the soak stopped on an error:\n{soak.error}")
+            except Exception:
+                soak.error = soak.error or traceback.format_exc()
+                log(f"the soak's servers failed:\n{soak.error}")
+            ok = soak.report(time.monotonic() - STARTED)
     finally:
         hub.close()
         if ok and not args.keep_logs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -39,8 +40,17 @@ def wal_position(server: LocalPostgres) -> str:
 class StandbyPostgres(LocalPostgres):
     """A streaming standby of ``primary``, made with pg_basebackup instead of initdb."""
 
-    def __init__(self, primary: LocalPostgres) -> None:
-        super().__init__(flavor=primary.flavor)
+    def __init__(
+        self,
+        primary: LocalPostgres,
+        *,
+        port: int | None = None,
+        extra_conf: Mapping[str, str] | None = None,
+    ) -> None:
+        """``port``: a fixed one (the soak puts a new standby where the old primary listened,
+        so the addresses in every DATABASE_URL stay right); ``extra_conf`` as for the primary
+        (the standby becomes one on promotion)."""
+        super().__init__(flavor=primary.flavor, port=port, extra_conf=extra_conf)
         self.primary = primary
 
     @property
