@@ -24,7 +24,6 @@ promote again.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -45,10 +44,11 @@ from _stack import (
     find_free_port,
     in_recovery,
     resolve_flavor,
+    run_migrate,
+    server_free_environment,
 )
 
 MASTER_NAME = "vocabsync-soak"
-MIGRATE_TIMEOUT_S = 300.0
 READY_TIMEOUT_S = 60.0
 POSTGRES_CONF = {"wal_keep_size": "512MB"}
 """Enough WAL kept for a standby that fell behind during a fault to catch up without a slot."""
@@ -225,26 +225,13 @@ class ChaosServers:
         }
 
     def child_env(self) -> dict[str, str]:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("SUPABASE_", "REDIS_", "DATABASE_"))
-        }
+        env = server_free_environment()
         env.update(self.redis_env())
         env.update(DATABASE_URL=self.database_url, PYTHONUNBUFFERED="1")
         return env
 
     def migrate(self) -> None:
-        result = subprocess.run(
-            cli_argv("migrate"),
-            env=self.child_env(),
-            capture_output=True,
-            text=True,
-            timeout=MIGRATE_TIMEOUT_S,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"vocabsync migrate failed:\n{result.stdout}{result.stderr}")
+        run_migrate(self.child_env())
 
     def status(self) -> tuple[int, str]:
         """``vocabsync status`` against this deployment: exit code and output."""

@@ -57,6 +57,31 @@ __all__ = [
 MIGRATE_TIMEOUT_S = 300.0
 
 
+def server_free_environment() -> dict[str, str]:
+    """This environment less its connection settings: a child reaches only the private servers
+    it is given, whatever the environment names; VOCABSYNC_* settings pass through (e.g.
+    VOCABSYNC_MATCH_ENABLED=false to compare without matching)."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SUPABASE_", "REDIS_", "DATABASE_"))
+    }
+
+
+def run_migrate(env: Mapping[str, str]) -> None:
+    """``vocabsync migrate`` in a child with ``env``; raises with its output when it fails."""
+    result = subprocess.run(
+        cli_argv("migrate"),
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=MIGRATE_TIMEOUT_S,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"vocabsync migrate failed:\n{result.stdout}{result.stderr}")
+
+
 class Servers:
     """A private PostgreSQL and Redis for the whole run (never the machine's shared servers).
 
@@ -124,28 +149,13 @@ class Servers:
         return pid
 
     def child_env(self) -> dict[str, str]:
-        # Our servers, whatever the environment names; VOCABSYNC_* settings pass through (e.g.
-        # VOCABSYNC_MATCH_ENABLED=false to compare without matching).
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("SUPABASE_", "REDIS_", "DATABASE_"))
-        }
+        env = server_free_environment()
         env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url, PYTHONUNBUFFERED="1")
         return env
 
     def migrate(self) -> None:
         """``vocabsync migrate``: tables, trigger function and triggers, as a deployment does."""
-        result = subprocess.run(
-            cli_argv("migrate"),
-            env=self.child_env(),
-            capture_output=True,
-            text=True,
-            timeout=MIGRATE_TIMEOUT_S,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"vocabsync migrate failed:\n{result.stdout}{result.stderr}")
+        run_migrate(self.child_env())
 
     def connect(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(self.database_url, autocommit=True, connect_timeout=10)
