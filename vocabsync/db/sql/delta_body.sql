@@ -25,19 +25,10 @@ BEGIN
 {{heads}}
         END CASE;
         IF n = 1 THEN
-            -- INSERT or DELETE of one row, the usual write: its values as they are (the head
-            -- read them), unless they do not fit or the transaction has sent too many.
+            -- INSERT or DELETE of one row that the head did not send: its values do not fit,
+            -- or the transaction has sent too many (below), or there are none.
             IF listing IS NULL THEN
                 RETURN NULL;  -- only NULL or blank values
-            END IF;
-            payload := head || ',"c":{' || listing || '}}';
-            sent := coalesce(nullif(pg_catalog.current_setting(guc || 'n', true), ''),
-                             '0')::integer;
-            IF pg_catalog.octet_length(payload) <= {{max_payload_bytes}}
-               AND sent < {{max_deltas}} THEN
-                PERFORM pg_catalog.pg_notify({{channel}}, payload);
-                PERFORM pg_catalog.set_config(guc || 'n', (sent + 1)::text, true);
-                RETURN NULL;
             END IF;
         ELSIF n IS NULL AND TG_OP IN ('INSERT', 'DELETE') AND TG_LEVEL = 'STATEMENT' THEN
             RETURN NULL;  -- no row

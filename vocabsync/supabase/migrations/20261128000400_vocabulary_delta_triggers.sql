@@ -139,6 +139,46 @@ BEGIN
     BEGIN
         CASE TG_ARGV[0]
         WHEN 'Project' THEN
+            -- INSERT or DELETE of one row, the usual write: its values as they are, in one query
+            -- (each PL/pgSQL statement costs), unless they do not fit, the transaction has sent
+            -- too many, or they are all NULL or blank; FOUND says it notified.
+            IF TG_OP = 'INSERT' THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', s.payload),
+                        pg_catalog.set_config('vocabsync.delta_0_n', (s.sent + 1)::text, true)
+                FROM (SELECT '{"t":"Project","c":{' || nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."project_name"::text, E' \t\r\n') <> ''
+                           THEN '"project_name":[' || pg_catalog.to_json(r."project_name"::text)::text || ']' END,
+                           CASE WHEN pg_catalog.btrim(r."location"::text, E' \t\r\n') <> ''
+                           THEN '"location":[' || pg_catalog.to_json(r."location"::text)::text || ']' END), '') || '}}' AS payload,
+                             coalesce(nullif(pg_catalog.current_setting('vocabsync.delta_0_n', true), ''),
+                                      '0')::integer AS sent
+                      FROM vocabsync_new AS r LIMIT 1) AS s
+                WHERE NOT EXISTS (SELECT FROM vocabsync_new OFFSET 1)
+                  AND s.sent < 100
+                  AND pg_catalog.octet_length(s.payload) <= 7800;
+                IF FOUND THEN
+                    RETURN NULL;
+                END IF;
+            ELSIF TG_OP = 'DELETE' THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', s.payload),
+                        pg_catalog.set_config('vocabsync.delta_0_n', (s.sent + 1)::text, true)
+                FROM (SELECT '{"t":"Project","c":{' || nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."project_name"::text, E' \t\r\n') <> ''
+                           THEN '"project_name":[' || pg_catalog.to_json(r."project_name"::text)::text || ']' END,
+                           CASE WHEN pg_catalog.btrim(r."location"::text, E' \t\r\n') <> ''
+                           THEN '"location":[' || pg_catalog.to_json(r."location"::text)::text || ']' END), '') || '}}' AS payload,
+                             coalesce(nullif(pg_catalog.current_setting('vocabsync.delta_0_n', true), ''),
+                                      '0')::integer AS sent
+                      FROM vocabsync_old AS r LIMIT 1) AS s
+                WHERE NOT EXISTS (SELECT FROM vocabsync_old OFFSET 1)
+                  AND s.sent < 100
+                  AND pg_catalog.octet_length(s.payload) <= 7800;
+                IF FOUND THEN
+                    RETURN NULL;
+                END IF;
+            END IF;
+            -- Everything else: the table's names, and for an INSERT or DELETE the number of rows
+            -- (2 for several) and the listing of the first.
             head := '{"t":"Project"';
             guc := 'vocabsync.delta_0_';
             IF TG_LEVEL = 'STATEMENT' AND TG_OP = 'INSERT' THEN
@@ -161,6 +201,42 @@ BEGIN
                 FROM vocabsync_old AS r LIMIT 1;
             END IF;
         WHEN 'Expenses' THEN
+            -- INSERT or DELETE of one row, the usual write: its values as they are, in one query
+            -- (each PL/pgSQL statement costs), unless they do not fit, the transaction has sent
+            -- too many, or they are all NULL or blank; FOUND says it notified.
+            IF TG_OP = 'INSERT' THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', s.payload),
+                        pg_catalog.set_config('vocabsync.delta_1_n', (s.sent + 1)::text, true)
+                FROM (SELECT '{"t":"Expenses","c":{' || nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '') || '}}' AS payload,
+                             coalesce(nullif(pg_catalog.current_setting('vocabsync.delta_1_n', true), ''),
+                                      '0')::integer AS sent
+                      FROM vocabsync_new AS r LIMIT 1) AS s
+                WHERE NOT EXISTS (SELECT FROM vocabsync_new OFFSET 1)
+                  AND s.sent < 100
+                  AND pg_catalog.octet_length(s.payload) <= 7800;
+                IF FOUND THEN
+                    RETURN NULL;
+                END IF;
+            ELSIF TG_OP = 'DELETE' THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', s.payload),
+                        pg_catalog.set_config('vocabsync.delta_1_n', (s.sent + 1)::text, true)
+                FROM (SELECT '{"t":"Expenses","c":{' || nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '') || '}}' AS payload,
+                             coalesce(nullif(pg_catalog.current_setting('vocabsync.delta_1_n', true), ''),
+                                      '0')::integer AS sent
+                      FROM vocabsync_old AS r LIMIT 1) AS s
+                WHERE NOT EXISTS (SELECT FROM vocabsync_old OFFSET 1)
+                  AND s.sent < 100
+                  AND pg_catalog.octet_length(s.payload) <= 7800;
+                IF FOUND THEN
+                    RETURN NULL;
+                END IF;
+            END IF;
+            -- Everything else: the table's names, and for an INSERT or DELETE the number of rows
+            -- (2 for several) and the listing of the first.
             head := '{"t":"Expenses"';
             guc := 'vocabsync.delta_1_';
             IF TG_LEVEL = 'STATEMENT' AND TG_OP = 'INSERT' THEN
@@ -179,6 +255,42 @@ BEGIN
                 FROM vocabsync_old AS r LIMIT 1;
             END IF;
         WHEN 'CashFlow' THEN
+            -- INSERT or DELETE of one row, the usual write: its values as they are, in one query
+            -- (each PL/pgSQL statement costs), unless they do not fit, the transaction has sent
+            -- too many, or they are all NULL or blank; FOUND says it notified.
+            IF TG_OP = 'INSERT' THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', s.payload),
+                        pg_catalog.set_config('vocabsync.delta_2_n', (s.sent + 1)::text, true)
+                FROM (SELECT '{"t":"CashFlow","c":{' || nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '') || '}}' AS payload,
+                             coalesce(nullif(pg_catalog.current_setting('vocabsync.delta_2_n', true), ''),
+                                      '0')::integer AS sent
+                      FROM vocabsync_new AS r LIMIT 1) AS s
+                WHERE NOT EXISTS (SELECT FROM vocabsync_new OFFSET 1)
+                  AND s.sent < 100
+                  AND pg_catalog.octet_length(s.payload) <= 7800;
+                IF FOUND THEN
+                    RETURN NULL;
+                END IF;
+            ELSIF TG_OP = 'DELETE' THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', s.payload),
+                        pg_catalog.set_config('vocabsync.delta_2_n', (s.sent + 1)::text, true)
+                FROM (SELECT '{"t":"CashFlow","c":{' || nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."file_name"::text, E' \t\r\n') <> ''
+                           THEN '"file_name":[' || pg_catalog.to_json(r."file_name"::text)::text || ']' END), '') || '}}' AS payload,
+                             coalesce(nullif(pg_catalog.current_setting('vocabsync.delta_2_n', true), ''),
+                                      '0')::integer AS sent
+                      FROM vocabsync_old AS r LIMIT 1) AS s
+                WHERE NOT EXISTS (SELECT FROM vocabsync_old OFFSET 1)
+                  AND s.sent < 100
+                  AND pg_catalog.octet_length(s.payload) <= 7800;
+                IF FOUND THEN
+                    RETURN NULL;
+                END IF;
+            END IF;
+            -- Everything else: the table's names, and for an INSERT or DELETE the number of rows
+            -- (2 for several) and the listing of the first.
             head := '{"t":"CashFlow"';
             guc := 'vocabsync.delta_2_';
             IF TG_LEVEL = 'STATEMENT' AND TG_OP = 'INSERT' THEN
@@ -197,6 +309,42 @@ BEGIN
                 FROM vocabsync_old AS r LIMIT 1;
             END IF;
         WHEN 'ExpensesColumn' THEN
+            -- INSERT or DELETE of one row, the usual write: its values as they are, in one query
+            -- (each PL/pgSQL statement costs), unless they do not fit, the transaction has sent
+            -- too many, or they are all NULL or blank; FOUND says it notified.
+            IF TG_OP = 'INSERT' THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', s.payload),
+                        pg_catalog.set_config('vocabsync.delta_3_n', (s.sent + 1)::text, true)
+                FROM (SELECT '{"t":"ExpensesColumn","c":{' || nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '') || '}}' AS payload,
+                             coalesce(nullif(pg_catalog.current_setting('vocabsync.delta_3_n', true), ''),
+                                      '0')::integer AS sent
+                      FROM vocabsync_new AS r LIMIT 1) AS s
+                WHERE NOT EXISTS (SELECT FROM vocabsync_new OFFSET 1)
+                  AND s.sent < 100
+                  AND pg_catalog.octet_length(s.payload) <= 7800;
+                IF FOUND THEN
+                    RETURN NULL;
+                END IF;
+            ELSIF TG_OP = 'DELETE' THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', s.payload),
+                        pg_catalog.set_config('vocabsync.delta_3_n', (s.sent + 1)::text, true)
+                FROM (SELECT '{"t":"ExpensesColumn","c":{' || nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '') || '}}' AS payload,
+                             coalesce(nullif(pg_catalog.current_setting('vocabsync.delta_3_n', true), ''),
+                                      '0')::integer AS sent
+                      FROM vocabsync_old AS r LIMIT 1) AS s
+                WHERE NOT EXISTS (SELECT FROM vocabsync_old OFFSET 1)
+                  AND s.sent < 100
+                  AND pg_catalog.octet_length(s.payload) <= 7800;
+                IF FOUND THEN
+                    RETURN NULL;
+                END IF;
+            END IF;
+            -- Everything else: the table's names, and for an INSERT or DELETE the number of rows
+            -- (2 for several) and the listing of the first.
             head := '{"t":"ExpensesColumn"';
             guc := 'vocabsync.delta_3_';
             IF TG_LEVEL = 'STATEMENT' AND TG_OP = 'INSERT' THEN
@@ -215,6 +363,42 @@ BEGIN
                 FROM vocabsync_old AS r LIMIT 1;
             END IF;
         WHEN 'CashFlowColumn' THEN
+            -- INSERT or DELETE of one row, the usual write: its values as they are, in one query
+            -- (each PL/pgSQL statement costs), unless they do not fit, the transaction has sent
+            -- too many, or they are all NULL or blank; FOUND says it notified.
+            IF TG_OP = 'INSERT' THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', s.payload),
+                        pg_catalog.set_config('vocabsync.delta_4_n', (s.sent + 1)::text, true)
+                FROM (SELECT '{"t":"CashFlowColumn","c":{' || nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '') || '}}' AS payload,
+                             coalesce(nullif(pg_catalog.current_setting('vocabsync.delta_4_n', true), ''),
+                                      '0')::integer AS sent
+                      FROM vocabsync_new AS r LIMIT 1) AS s
+                WHERE NOT EXISTS (SELECT FROM vocabsync_new OFFSET 1)
+                  AND s.sent < 100
+                  AND pg_catalog.octet_length(s.payload) <= 7800;
+                IF FOUND THEN
+                    RETURN NULL;
+                END IF;
+            ELSIF TG_OP = 'DELETE' THEN
+                PERFORM pg_catalog.pg_notify('vocabulary_changed', s.payload),
+                        pg_catalog.set_config('vocabsync.delta_4_n', (s.sent + 1)::text, true)
+                FROM (SELECT '{"t":"CashFlowColumn","c":{' || nullif(pg_catalog.concat_ws(',',
+                           CASE WHEN pg_catalog.btrim(r."column_name"::text, E' \t\r\n') <> ''
+                           THEN '"column_name":[' || pg_catalog.to_json(r."column_name"::text)::text || ']' END), '') || '}}' AS payload,
+                             coalesce(nullif(pg_catalog.current_setting('vocabsync.delta_4_n', true), ''),
+                                      '0')::integer AS sent
+                      FROM vocabsync_old AS r LIMIT 1) AS s
+                WHERE NOT EXISTS (SELECT FROM vocabsync_old OFFSET 1)
+                  AND s.sent < 100
+                  AND pg_catalog.octet_length(s.payload) <= 7800;
+                IF FOUND THEN
+                    RETURN NULL;
+                END IF;
+            END IF;
+            -- Everything else: the table's names, and for an INSERT or DELETE the number of rows
+            -- (2 for several) and the listing of the first.
             head := '{"t":"CashFlowColumn"';
             guc := 'vocabsync.delta_4_';
             IF TG_LEVEL = 'STATEMENT' AND TG_OP = 'INSERT' THEN
@@ -234,19 +418,10 @@ BEGIN
             END IF;
         END CASE;
         IF n = 1 THEN
-            -- INSERT or DELETE of one row, the usual write: its values as they are (the head
-            -- read them), unless they do not fit or the transaction has sent too many.
+            -- INSERT or DELETE of one row that the head did not send: its values do not fit,
+            -- or the transaction has sent too many (below), or there are none.
             IF listing IS NULL THEN
                 RETURN NULL;  -- only NULL or blank values
-            END IF;
-            payload := head || ',"c":{' || listing || '}}';
-            sent := coalesce(nullif(pg_catalog.current_setting(guc || 'n', true), ''),
-                             '0')::integer;
-            IF pg_catalog.octet_length(payload) <= 7800
-               AND sent < 100 THEN
-                PERFORM pg_catalog.pg_notify('vocabulary_changed', payload);
-                PERFORM pg_catalog.set_config(guc || 'n', (sent + 1)::text, true);
-                RETURN NULL;
             END IF;
         ELSIF n IS NULL AND TG_OP IN ('INSERT', 'DELETE') AND TG_LEVEL = 'STATEMENT' THEN
             RETURN NULL;  -- no row
