@@ -3,9 +3,10 @@ and pollers that send ``If-None-Match`` get a 304 until the vocabulary changes."
 
 from __future__ import annotations
 
+import gc
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -15,11 +16,13 @@ from tests.fixtures_app import execute, expected_vocabulary
 from tests.test_api import running_client
 from tests.waiting import wait_until_async
 from vocabsync.config import Settings
+from vocabsync.heap import PARK_FROM_TERMS
 from vocabsync.main import create_app
 from vocabsync.services.redis_vocabulary import RedisVocabularyCache
+from vocabsync.services.vocabulary_state import VocabularyState
 from vocabsync.services.vocabulary_sync_bridge import VocabularySyncBridge
 from vocabsync.sorted_terms import CHUNK_TERMS, SortedTerms
-from vocabsync.vocabulary import FOLD_AT, TermSet
+from vocabsync.vocabulary import FOLD_AT, Snapshot, TermSet
 
 
 @pytest.fixture
@@ -165,3 +168,30 @@ def test_a_large_change_gives_the_same_set_as_small_ones(bulk: int) -> None:
     assert len(child) == len(expected)
     assert child.sorted() == tuple(sorted(expected))
     assert child == TermSet(expected)
+
+
+@pytest.fixture
+def unfrozen_heap() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_a_large_loaded_vocabulary_is_out_of_the_collectors_full_passes(
+    unfrozen_heap: None,
+) -> None:
+    """At a million terms a full collection walked the vocabulary for ~200 ms, a pause every few
+    thousand deltas; once adopted, a large state is parked where collections do not look, and a
+    small one (cheap to walk) is left alone."""
+    small = Snapshot.from_lists({"projects": [f"small {n}" for n in range(100)]}, version=1)
+    state = VocabularyState()
+    assert state.adopt(small, "1-0", "redis")
+    tracked = {id(o) for o in gc.get_objects()}
+    assert id(small.get("projects")._base) in tracked, "a small vocabulary is not worth a pass"
+
+    names = [f"project {n}" for n in range(PARK_FROM_TERMS)]
+    large = Snapshot.from_lists({"projects": names}, version=2)
+    assert state.adopt(large, "2-0", "redis")
+    tracked = {id(o) for o in gc.get_objects()}
+    assert id(large.get("projects")._base) not in tracked
+    assert gc.get_freeze_count() > 0

@@ -29,6 +29,7 @@ from collections.abc import Callable, Collection, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from vocabsync.backoff import Backoff
+from vocabsync.heap import park_long_lived
 from vocabsync.matching.abbreviations import Abbreviations
 from vocabsync.matching.changes import diff
 from vocabsync.matching.index import MatchIndex, fields_of
@@ -310,6 +311,7 @@ class IndexMaintainer:
         started = time.perf_counter()
         yield from fresh.fill_steps(_materialise(op.terms))
         self.index = fresh
+        park_long_lived(fresh.term_count)
         if op.snapshot is not None:
             self.stats.snapshots_applied += 1
             self._snapshot = op.snapshot

@@ -18,6 +18,7 @@ from typing import Final
 
 from vocabsync.db.identity import is_older_history, older_history_error
 from vocabsync.errors import RedisUnavailableError
+from vocabsync.heap import PARK_FROM_TERMS, park_long_lived
 from vocabsync.services.vocabulary_log import VocabularyLog, WriteResult
 from vocabsync.vocabulary import (
     Delta,
@@ -148,6 +149,7 @@ class LogWriter:
         else:
             head, self.state = found
             self.position = head.position
+            park_long_lived(self.state.size)
             self.read_version = head.read_version
 
     async def write_observation(self, seen: Observation, *, message: str = "*") -> Delta | None:
@@ -220,6 +222,7 @@ class LogWriter:
                 result = await self.log.replace(expected, loaded)
                 if result.outcome == "ok":
                     self.state, self.position, self.corrupt = loaded, result.position, False
+                    park_long_lived(loaded.size)
                     self.read_version = loaded.version
                     self.resets += 1
                     logger.info(
@@ -245,4 +248,6 @@ class LogWriter:
         self.state = self.state.apply(delta, version, identity=identity)
         self.position = result.position
         self.appends += 1
+        if delta.size >= PARK_FROM_TERMS:  # a bulk change: new sets of the whole field
+            park_long_lived(self.state.size)
         return True

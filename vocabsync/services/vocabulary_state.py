@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from vocabsync.db.identity import is_older_history, timeline_of
+from vocabsync.heap import PARK_FROM_TERMS, park_long_lived
 from vocabsync.services.vocabulary_log import LogEntry, position_key
 from vocabsync.vocabulary import Delta, Snapshot
 
@@ -65,6 +66,8 @@ class VocabularyState:
         self.position = entry.id
         self.source = "redis"
         self.deltas_applied += 1
+        if entry.delta.size >= PARK_FROM_TERMS:  # a bulk change: new sets of the whole field
+            park_long_lived(self.snapshot.size)
         if self.on_propagated is not None and entry.refreshed_at:
             self.on_propagated(max(0.0, time.time() - entry.refreshed_at))
         self._notify(previous, self.snapshot, entry.delta)
@@ -93,6 +96,7 @@ class VocabularyState:
             return False
         self.snapshot = snapshot
         self.full_loads += 1
+        park_long_lived(snapshot.size)
         self._notify(previous, snapshot, None)
         return True
 
