@@ -323,12 +323,21 @@ class ChaosServers:
         self.failovers += 1
         return f"{old.name} killed, {new.name} promoted"
 
-    def wait_replica_synced(self, node: RedisNode) -> None:
+    def wait_replica_synced(self, node: RedisNode | None = None) -> None:
+        """Wait until ``node`` (default: whichever node the Sentinels do not name master, asked
+        again at every poll) is a replica in sync with its master.
+
+        The Sentinels may fail over once more while a restarted node resyncs (a soak of 413
+        faults stopped here: the node waited for had been promoted meanwhile, and a master
+        never reports a replication link)."""
+
+        def synced() -> bool:
+            replica = node or self.other(self.master_node())
+            state = replica.replication()
+            return state.get("role") == "slave" and state.get("master_link_status") == "up"
+
         try:
-            wait_for(
-                lambda: node.replication().get("master_link_status") == "up",
-                f"{node.name} to sync from its master",
-            )
+            wait_for(synced, f"{node.name if node else 'the replica'} to sync from its master")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{self.describe_redis()}") from exc
 
@@ -351,10 +360,10 @@ class ChaosServers:
 
     def wait_sentinels_ready(self) -> None:
         """Every Sentinel knows the others and a healthy replica: a failover can happen."""
-        replica = self.other(self.master_node())
-        self.wait_replica_synced(replica)
+        self.wait_replica_synced()
 
         def ready() -> bool:
+            replica = self.other(self.master_node())  # again: they may have failed over
             for sentinel in self.sentinels:
                 state = sentinel.master_state()
                 if int(state.get("num-other-sentinels", 0)) < len(self.sentinels) - 1:
