@@ -290,22 +290,33 @@ def _delta_head(index: int, table: str, columns: Sequence[str], channel: str) ->
     than two) and the listing of the first."""
     quoted = [quote_ident(column) for column in columns]
     keys = [f"{_json_string(column)}:" for column in columns]
+    row_listing = ",".join(
+        f"\n                           CASE WHEN pg_catalog.btrim(r.{column}::text,"
+        f" E' \\t\\r\\n') <> ''\n                           THEN {quote_literal(key + '[')}"
+        f" || pg_catalog.to_json(r.{column}::text)::text || ']' END"
+        for column, key in zip(quoted, keys, strict=True)
+    )
+
+    def one_row(transition: str) -> str:
+        return templates.render(
+            "delta_one_row.sql",
+            transition=transition,
+            payload_head=quote_literal('{"t":' + _json_string(table) + ',"c":{'),
+            counter=quote_literal(f"vocabsync.delta_{index}_n"),
+            channel=quote_literal(channel),
+            max_deltas=str(MAX_DELTAS_PER_TRANSACTION),
+            max_payload_bytes=str(MAX_PAYLOAD_BYTES),
+            row_listing=row_listing,
+        ).removesuffix("\n")
+
     return templates.render(
         "delta_head.sql",
         table=quote_literal(table),
         head=quote_literal('{"t":' + _json_string(table)),
-        payload_head=quote_literal('{"t":' + _json_string(table) + ',"c":{'),
         index=str(index),
-        counter=quote_literal(f"vocabsync.delta_{index}_n"),
-        channel=quote_literal(channel),
-        max_deltas=str(MAX_DELTAS_PER_TRANSACTION),
-        max_payload_bytes=str(MAX_PAYLOAD_BYTES),
-        row_listing=",".join(
-            f"\n                           CASE WHEN pg_catalog.btrim(r.{column}::text,"
-            f" E' \\t\\r\\n') <> ''\n                           THEN {quote_literal(key + '[')}"
-            f" || pg_catalog.to_json(r.{column}::text)::text || ']' END"
-            for column, key in zip(quoted, keys, strict=True)
-        ),
+        one_inserted=one_row("vocabsync_new"),
+        one_deleted=one_row("vocabsync_old"),
+        row_listing=row_listing,
     )
 
 

@@ -3,31 +3,9 @@
             -- (each PL/pgSQL statement costs), unless they do not fit, the transaction has sent
             -- too many, or they are all NULL or blank; FOUND says it notified.
             IF TG_OP = 'INSERT' THEN
-                PERFORM pg_catalog.pg_notify({{channel}}, s.payload),
-                        pg_catalog.set_config({{counter}}, (s.sent + 1)::text, true)
-                FROM (SELECT {{payload_head}} || nullif(pg_catalog.concat_ws(',',{{row_listing}}), '') || '}}' AS payload,
-                             coalesce(nullif(pg_catalog.current_setting({{counter}}, true), ''),
-                                      '0')::integer AS sent
-                      FROM vocabsync_new AS r LIMIT 1) AS s
-                WHERE NOT EXISTS (SELECT FROM vocabsync_new OFFSET 1)
-                  AND s.sent < {{max_deltas}}
-                  AND pg_catalog.octet_length(s.payload) <= {{max_payload_bytes}};
-                IF FOUND THEN
-                    RETURN NULL;
-                END IF;
+{{one_inserted}}
             ELSIF TG_OP = 'DELETE' THEN
-                PERFORM pg_catalog.pg_notify({{channel}}, s.payload),
-                        pg_catalog.set_config({{counter}}, (s.sent + 1)::text, true)
-                FROM (SELECT {{payload_head}} || nullif(pg_catalog.concat_ws(',',{{row_listing}}), '') || '}}' AS payload,
-                             coalesce(nullif(pg_catalog.current_setting({{counter}}, true), ''),
-                                      '0')::integer AS sent
-                      FROM vocabsync_old AS r LIMIT 1) AS s
-                WHERE NOT EXISTS (SELECT FROM vocabsync_old OFFSET 1)
-                  AND s.sent < {{max_deltas}}
-                  AND pg_catalog.octet_length(s.payload) <= {{max_payload_bytes}};
-                IF FOUND THEN
-                    RETURN NULL;
-                END IF;
+{{one_deleted}}
             END IF;
             -- Everything else: the table's names, and for an INSERT or DELETE the number of rows
             -- (2 for several) and the listing of the first.
